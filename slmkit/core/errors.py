@@ -1,0 +1,77 @@
+"""One exception tree for slmkit.
+
+Every error derives from :class:`SlmkitError`. Where langchain-core has a type for the same failure, our error
+also derives from it, so ``with_retry``, ``with_fallbacks`` and agent fallback middleware treat a local failure like
+a remote one. Each message says what happened and what to do about it.
+"""
+
+from __future__ import annotations
+
+from langchain_core.exceptions import ContextOverflowError as _LCContextOverflowError
+from langchain_core.exceptions import ModelError as _LCModelError
+from langchain_core.exceptions import ModelNotFoundError as _LCModelNotFoundError
+from langchain_core.exceptions import OutputParserException
+
+__all__ = [
+    "ConfigurationError",
+    "ContextOverflowError",
+    "MalformedOutputError",
+    "MissingDependencyError",
+    "ModelIntegrityError",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "SlmkitError",
+]
+
+
+class SlmkitError(Exception):
+    """Root of every slmkit error."""
+
+
+class ConfigurationError(SlmkitError, ValueError):
+    """A setting or policy is malformed; raised at construction, before any work is done."""
+
+
+class MissingDependencyError(SlmkitError, ImportError):
+    """An optional package is not installed; the message names the pip command that installs it."""
+
+    def __init__(self, package: str, *, extra: str | None = None, purpose: str = "") -> None:
+        fix = f"pip install 'slmkit[{extra}]'" if extra else f"pip install {package}"
+        what = f" (needed for {purpose})" if purpose else ""
+        super().__init__(f"The package {package!r} is not installed{what}. Install it with: {fix}")
+        self.package = package
+        self.extra = extra
+
+
+class ModelNotFoundError(SlmkitError, _LCModelNotFoundError, LookupError):
+    """A model id is unknown, or its weights package is not installed."""
+
+
+class ModelIntegrityError(SlmkitError, _LCModelError):
+    """A model file is corrupt or incomplete (size or SHA-256 mismatch, or not a GGUF file)."""
+
+
+class ModelLoadError(SlmkitError, _LCModelError, RuntimeError):
+    """llama.cpp could not load a model file."""
+
+
+class ContextOverflowError(SlmkitError, _LCContextOverflowError):
+    """The prompt does not fit into the model's context window.
+
+    Derives from langchain-core's ``ContextOverflowError``, so LangChain's summarisation and trimming middleware
+    recognise it.
+    """
+
+    def __init__(self, prompt_tokens: int, n_ctx: int, *, model: str = "") -> None:
+        on = f" of {model}" if model else ""
+        super().__init__(
+            f"The prompt has {prompt_tokens} tokens but the context window{on} holds {n_ctx}. "
+            "Shorten the prompt (fewer or smaller retrieved chunks, trimmed history) or raise n_ctx "
+            "when constructing the model."
+        )
+        self.prompt_tokens = prompt_tokens
+        self.n_ctx = n_ctx
+
+
+class MalformedOutputError(SlmkitError, OutputParserException):
+    """The model's output could not be parsed (e.g. a tool call that is not valid JSON)."""
