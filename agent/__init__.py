@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from slmkit.agent.catalogue import CATALOGUE, DEFAULT_MODEL, ModelSpec, ModelStatus, model_status, resolve_model_path
+    from slmkit.agent.catalogue import (
+        CATALOGUE,
+        DEFAULT_MODEL,
+        ModelSpec,
+        ModelStatus,
+        model_status,
+        resolve_model_path,
+    )
     from slmkit.agent.chat_local import ChatLocalSLM
 
 __all__ = [

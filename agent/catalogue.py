@@ -216,7 +216,7 @@ class _Progress:
             self._bar.close()
 
 
-def _hash_files(paths: Iterable[Path], sink: Callable[[bytes], None] | None, progress: _Progress) -> str:
+def _hash_files(paths: Iterable[Path], sink: Callable[[bytes], object] | None, progress: _Progress) -> str:
     digest = hashlib.sha256()
     for path in paths:
         with path.open("rb") as fh:

@@ -27,8 +27,7 @@ from operator import itemgetter
 from typing import Any, Literal
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.language_models.chat_models import LangSmithParams
+from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
@@ -68,7 +67,6 @@ from slmkit.agent.llama_runtime import (
     acquire,
     default_threads,
 )
-from slmkit.core.errors import MalformedOutputError
 from slmkit.core.tokens import GGUFTokenCounter
 
 __all__ = ["ChatLocalSLM"]
@@ -174,9 +172,7 @@ class ChatLocalSLM(BaseChatModel):
 
         return GGUFTokenCounter(resolve_model_path(self.model)).count(text)
 
-    def get_num_tokens_from_messages(
-        self, messages: list[BaseMessage], tools: Sequence[Any] | None = None
-    ) -> int:
+    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence[Any] | None = None) -> int:
         """Exact prompt length after the chat template (and tool instructions) are applied."""
         local = self.load()
         plan = _plan(messages, tools=openai_tools(tools) if tools else None)
@@ -380,16 +376,19 @@ class ChatLocalSLM(BaseChatModel):
             name = tool["function"]["name"]
             llm = self.bind_tools([schema], tool_choice=name, ls_structured_output_format=ls_format)
             parser = (
-                PydanticToolsParser(tools=[schema], first_tool_only=True)  # type: ignore[list-item]
+                PydanticToolsParser(tools=[schema], first_tool_only=True)
                 if is_pydantic
                 else JsonOutputKeyToolsParser(key_name=name, first_tool_only=True)
             )
         elif method in ("json_schema", "json_mode"):
             json_schema = convert_to_json_schema(schema) if schema is not None else None
-            response_format = {"type": "json_schema" if method == "json_schema" else "json_object", "schema": json_schema}
+            response_format = {
+                "type": "json_schema" if method == "json_schema" else "json_object",
+                "schema": json_schema,
+            }
             llm = self.bind(response_format=response_format, ls_structured_output_format=ls_format)
             parser = (
-                PydanticOutputParser(pydantic_object=schema)  # type: ignore[arg-type]
+                PydanticOutputParser(pydantic_object=schema)
                 if is_pydantic
                 else JsonOutputParser()
             )

@@ -131,9 +131,7 @@ def schema_instructions(schema: dict[str, Any]) -> str:
     props = schema.get("properties")
     if not props:
         return "Reply with only a JSON object."
-    fields = {
-        name: (spec.get("description") or spec.get("type") or "value") for name, spec in props.items()
-    }
+    fields = {name: (spec.get("description") or spec.get("type") or "value") for name, spec in props.items()}
     return f"Reply with only a JSON object with these keys: {json.dumps(fields, ensure_ascii=False)}."
 
 

@@ -18,10 +18,10 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -141,6 +141,8 @@ class LocalModel:
         self.n_vocab: int = llama.n_vocab()
         self._llama_cpp = llama_cpp
         self._pieces: dict[int, bytes] = {}
+        self._logits_type = ctypes.c_float * self.n_vocab
+        self._scratch = np.empty(self.n_vocab, dtype=np.float32)
         vocab = llama._model
         template = llama.metadata.get("tokenizer.chat_template") or _FALLBACK_TEMPLATE
         self.has_chat_template = "tokenizer.chat_template" in llama.metadata
@@ -154,7 +156,7 @@ class LocalModel:
     def render(self, messages: list[dict[str, str]]) -> list[int]:
         """Chat messages -> prompt tokens, exactly as ``Llama.create_chat_completion`` would build them."""
         try:
-            result = self._formatter(messages=messages)
+            result = self._formatter(messages=cast(Any, messages))
         except Exception as exc:  # jinja raises many types; the template's own message is the useful part
             raise ValueError(f"The chat template of {self.name} rejected the messages: {exc}") from exc
         return self.tokenize(result.prompt, add_bos=not result.added_special)
@@ -171,6 +173,20 @@ class LocalModel:
             cached = self._pieces[token] = buf.raw[: max(n, 0)]
         return cached
 
+    def _sampled_logprob(self, ctx: Any, token: int) -> float:
+        """Log-probability of ``token`` under the raw next-token distribution it was sampled from.
+
+        llama.cpp keeps the logits of the last decoded position until the next decode, and ``Llama.generate``
+        yields each token before decoding it, so they are still the ones the sampler saw. ~50 µs for a 50k
+        vocabulary: well under 1% of a decode step.
+        """
+        ptr = self._llama_cpp.llama_get_logits_ith(ctx, -1)
+        logits = np.frombuffer(self._logits_type.from_address(ctypes.addressof(ptr.contents)), dtype=np.float32)
+        peak = logits.max()
+        np.subtract(logits, peak, out=self._scratch)
+        np.exp(self._scratch, out=self._scratch)
+        return float(logits[token] - peak) - math.log(float(self._scratch.sum()))
+
     def check_fits(self, n_prompt: int) -> None:
         # One slot must stay free for the first generated token.
         if n_prompt >= self.n_ctx:
@@ -185,7 +201,7 @@ class LocalModel:
         grammar: Any = None,
         with_logprobs: bool = True,
         token_texts: bool = False,
-    ) -> Iterator[TextDelta | Completion]:
+    ) -> Generator[TextDelta | Completion, None, None]:
         """Yield text deltas, then one :class:`Completion`. Holds the model lock until exhausted or closed."""
         self.check_fits(len(prompt))
         with self.lock:
@@ -198,7 +214,7 @@ class LocalModel:
         grammar: Any,
         with_logprobs: bool,
         token_texts: bool,
-    ) -> Iterator[TextDelta | Completion]:
+    ) -> Generator[TextDelta | Completion, None, None]:
         llama, llama_cpp = self.llama, self._llama_cpp
         start = time.perf_counter()
         # llama.cpp re-evaluates at least the last prompt token unless the whole prompt is already cached.
@@ -236,7 +252,7 @@ class LocalModel:
                 n_out += 1
                 piece = decoder.decode(self.piece(token))
                 if with_logprobs:
-                    logprob = _sampled_logprob(llama_cpp, ctx, self.n_vocab, token)
+                    logprob = self._sampled_logprob(ctx, token)
                     logprobs.append(logprob)
                     if token_texts:
                         pending_lp.append((piece, logprob))
@@ -277,22 +293,11 @@ class LocalModel:
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if x != y:
             break
         n += 1
     return n
-
-
-def _sampled_logprob(llama_cpp: Any, ctx: Any, n_vocab: int, token: int) -> float:
-    """Log-probability of ``token`` under the raw next-token distribution that it was sampled from.
-
-    llama.cpp keeps the logits of the last decoded position until the next decode, and ``Llama.generate``
-    yields each token before decoding it, so they are still the ones the sampler saw.
-    """
-    logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, -1), shape=(n_vocab,))
-    peak = float(logits.max())
-    return float(logits[token]) - peak - math.log(float(np.exp(logits - peak).sum()))
 
 
 def _first_stop(text: str, stops: list[str]) -> int | None:

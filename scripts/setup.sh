@@ -36,11 +36,22 @@ if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
 fi
 
 if ! "$VENV/bin/python" -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$LLAMA_CPP_VERSION')" >/dev/null 2>&1; then
+  # Our own wheel cache, keyed on version + CPU flags + Python: pip's cache ignores CMAKE_ARGS and would hand an
+  # AVX-512 build to a machine without AVX-512.
   CMAKE_ARGS="$(scripts/llama_cmake_args.sh)"
-  export CMAKE_ARGS FORCE_CMAKE=1
-  log "installing llama-cpp-python==$LLAMA_CPP_VERSION (compiles on first run: 5-15 min; pip caches the wheel)"
-  log "  CMAKE_ARGS=$CMAKE_ARGS"
-  "${PIP[@]}" "llama-cpp-python==$LLAMA_CPP_VERSION"
+  key=$(printf '%s|%s|%s' "$LLAMA_CPP_VERSION" "$CMAKE_ARGS" "$("$VENV/bin/python" -c 'import sys; print(sys.version_info[:2])')" \
+        | sha256sum | cut -c1-16)
+  wheels="${SLMKIT_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/slmkit/wheels}/llama-cpp-python-$key"
+  if ! ls "$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+    log "building llama-cpp-python==$LLAMA_CPP_VERSION for this CPU (first time only: 5-15 min on 2 cores)"
+    log "  CMAKE_ARGS=$CMAKE_ARGS"
+    rm -rf "$wheels.tmp" && mkdir -p "$wheels.tmp"
+    CMAKE_ARGS="$CMAKE_ARGS" FORCE_CMAKE=1 "$VENV/bin/pip" wheel -q --no-deps --no-cache-dir \
+      -w "$wheels.tmp" "llama-cpp-python==$LLAMA_CPP_VERSION"
+    rm -rf "$wheels" && mv "$wheels.tmp" "$wheels"
+  fi
+  log "installing llama-cpp-python from $wheels"
+  "${PIP[@]}" "$wheels"/llama_cpp_python-*.whl
 fi
 
 log "installing slmkit[$EXTRAS]"

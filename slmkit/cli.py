@@ -61,7 +61,7 @@ def _ask(args: argparse.Namespace) -> int:
     print()
     if last is not None and not args.quiet:
         meta = last.response_metadata
-        usage = last.usage_metadata or {}
+        usage = dict(last.usage_metadata or {})
         conf = meta.get("confidence", {})
         print(
             f"\n[{meta.get('model_name')} · {usage.get('input_tokens', 0)} prompt + {usage.get('output_tokens', 0)}"

@@ -11,7 +11,13 @@ from slmkit.core.errors import (
     ModelNotFoundError,
     SlmkitError,
 )
-from slmkit.core.tokens import ESTIMATE_ENCODING, GGUFTokenCounter, TiktokenCounter, TokenCounter, estimate_tokens
+from slmkit.core.tokens import (
+    ESTIMATE_ENCODING,
+    GGUFTokenCounter,
+    TiktokenCounter,
+    TokenCounter,
+    estimate_tokens,
+)
 
 __all__ = [
     "ESTIMATE_ENCODING",

@@ -15,12 +15,15 @@ from langchain_core.exceptions import OutputParserException
 __all__ = [
     "ConfigurationError",
     "ContextOverflowError",
+    "DocumentLoadError",
+    "KnowledgeBaseError",
     "MalformedOutputError",
     "MissingDependencyError",
     "ModelIntegrityError",
     "ModelLoadError",
     "ModelNotFoundError",
     "SlmkitError",
+    "StoreConnectionError",
 ]
 
 
@@ -75,3 +78,18 @@ class ContextOverflowError(SlmkitError, _LCContextOverflowError):
 
 class MalformedOutputError(SlmkitError, OutputParserException):
     """The model's output could not be parsed (e.g. a tool call that is not valid JSON)."""
+
+
+class DocumentLoadError(SlmkitError):
+    """A document could not be read (unsupported type, corrupt file, no text layer).
+
+    Ingestion reports the file with this message and goes on with the rest.
+    """
+
+
+class KnowledgeBaseError(SlmkitError):
+    """A knowledge base cannot be opened or used as asked (e.g. another embedder built it)."""
+
+
+class StoreConnectionError(KnowledgeBaseError, ConnectionError):
+    """The Chroma server of a knowledge base cannot be reached."""

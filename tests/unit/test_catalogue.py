@@ -148,7 +148,8 @@ def test_errors_map_onto_langchain_types():
 def test_real_catalogue_has_the_packaged_models():
     assert {"smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct"} <= set(catalogue.CATALOGUE)
     for spec in catalogue.CATALOGUE.values():
-        assert len(spec.sha256) == 64 and spec.size > 0
+        assert len(spec.sha256) == 64
+        assert spec.size > 0
         assert len(spec.packages) == len(spec.pip_names) == len(spec.files)
 
 

@@ -53,9 +53,7 @@ def test_construction_loads_nothing(monkeypatch):
     assert llm.model == "/nonexistent/file.gguf"
 
 
-@pytest.mark.parametrize(
-    "bad", [{"temperature": -1}, {"n_ctx": 8}, {"max_tokens": 0}, {"top_p": 0}, {"n_threads": 0}]
-)
+@pytest.mark.parametrize("bad", [{"temperature": -1}, {"n_ctx": 8}, {"max_tokens": 0}, {"top_p": 0}, {"n_threads": 0}])
 def test_invalid_settings_fail_at_construction(bad):
     with pytest.raises(ValidationError):
         ChatLocalSLM(**bad)

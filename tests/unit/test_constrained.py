@@ -85,7 +85,11 @@ def test_parse_tool_call(text, name, args):
 
 @pytest.mark.parametrize(
     "text",
-    ['{"name": "add", "arguments": {"a": 1', '{"name": "rm", "arguments": {}}', '{"name": "add", "arguments": [1]}'],
+    [
+        '{"name": "add", "arguments": {"a": 1',
+        '{"name": "rm", "arguments": {}}',
+        '{"name": "add", "arguments": [1]}',
+    ],
 )
 def test_malformed_tool_calls_raise_output_parser_errors(text):
     from langchain_core.exceptions import OutputParserException
@@ -97,7 +101,10 @@ def test_malformed_tool_calls_raise_output_parser_errors(text):
 
 def test_instructions_name_every_tool_and_the_format():
     text = tools_instructions(TOOLS, "auto")
-    assert "get_weather" in text and "add" in text and '"arguments"' in text and "plain text" in text
+    assert "get_weather" in text
+    assert "add" in text
+    assert '"arguments"' in text
+    assert "plain text" in text
 
 
 @pytest.mark.parametrize(
@@ -150,8 +157,14 @@ def test_plan_forces_grammar_only_when_a_tool_is_required():
     ("fmt", "expected"),
     [
         ({"type": "json_object"}, {"type": "object"}),
-        ({"type": "json_schema", "schema": {"type": "object", "properties": {"a": {}}}}, {"type": "object", "properties": {"a": {}}}),
-        ({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "array"}}}, {"type": "array"}),
+        (
+            {"type": "json_schema", "schema": {"type": "object", "properties": {"a": {}}}},
+            {"type": "object", "properties": {"a": {}}},
+        ),
+        (
+            {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "array"}}},
+            {"type": "array"},
+        ),
     ],
 )
 def test_response_format_shapes(fmt, expected):

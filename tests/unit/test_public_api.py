@@ -22,7 +22,15 @@ def test_top_level_all_is_frozen():
 
 def test_agent_all_is_frozen():
     assert sorted(slmkit.agent.__all__) == sorted(
-        ["CATALOGUE", "DEFAULT_MODEL", "ChatLocalSLM", "ModelSpec", "ModelStatus", "model_status", "resolve_model_path"]
+        [
+            "CATALOGUE",
+            "DEFAULT_MODEL",
+            "ChatLocalSLM",
+            "ModelSpec",
+            "ModelStatus",
+            "model_status",
+            "resolve_model_path",
+        ]
     )
     for name in slmkit.agent.__all__:
         assert getattr(slmkit.agent, name) is not None
@@ -70,4 +78,5 @@ def test_imports_point_one_way(folder):
 def test_parts_are_symlinked_into_the_package():
     for part in ("agent", "retrieval", "routing", "guards"):
         link = ROOT / "slmkit" / part
-        assert link.is_symlink() and link.resolve() == (ROOT / part).resolve()
+        assert link.is_symlink()
+        assert link.resolve() == (ROOT / part).resolve()
