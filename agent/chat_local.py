@@ -387,11 +387,7 @@ class ChatLocalSLM(BaseChatModel):
                 "schema": json_schema,
             }
             llm = self.bind(response_format=response_format, ls_structured_output_format=ls_format)
-            parser = (
-                PydanticOutputParser(pydantic_object=schema)
-                if is_pydantic
-                else JsonOutputParser()
-            )
+            parser = PydanticOutputParser(pydantic_object=schema) if is_pydantic else JsonOutputParser()
         else:
             raise ValueError(f"method must be 'json_schema', 'function_calling' or 'json_mode', not {method!r}")
         if not include_raw:

