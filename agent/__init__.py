@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from slmkit.core.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from slmkit.agent.catalogue import (
@@ -36,10 +38,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    # langchain-core is imported only when the chat model is first touched, so `import slmkit` stays fast.
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'slmkit.agent' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -7,7 +7,9 @@ Everything is imported lazily, so ``import slmkit`` stays fast.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from slmkit.core.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -24,9 +26,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'slmkit' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

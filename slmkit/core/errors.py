@@ -8,6 +8,7 @@ a remote one. Each message says what happened and what to do about it.
 from __future__ import annotations
 
 from langchain_core.exceptions import ContextOverflowError as _LCContextOverflowError
+from langchain_core.exceptions import ModelConnectionError as _LCModelConnectionError
 from langchain_core.exceptions import ModelError as _LCModelError
 from langchain_core.exceptions import ModelNotFoundError as _LCModelNotFoundError
 from langchain_core.exceptions import OutputParserException
@@ -16,12 +17,16 @@ __all__ = [
     "ConfigurationError",
     "ContextOverflowError",
     "DocumentLoadError",
+    "GuardBlockedError",
     "KnowledgeBaseError",
     "MalformedOutputError",
     "MissingDependencyError",
     "ModelIntegrityError",
     "ModelLoadError",
     "ModelNotFoundError",
+    "NoRouteError",
+    "RoutesFailedError",
+    "ServerStartError",
     "SlmkitError",
     "StoreConnectionError",
 ]
@@ -93,3 +98,35 @@ class KnowledgeBaseError(SlmkitError):
 
 class StoreConnectionError(KnowledgeBaseError, ConnectionError):
     """The Chroma server of a knowledge base cannot be reached."""
+
+
+class GuardBlockedError(SlmkitError, ValueError):
+    """A guard refused a request or an answer (e.g. PII its policy blocks); nothing was sent or shown.
+
+    ``report`` holds the guard report (findings and actions, never the values) when a wrapper raised it.
+    """
+
+    report: object | None = None
+
+
+class NoRouteError(SlmkitError, _LCModelError):
+    """No route of a routing policy may take a request (private data, budget and context window rule them out)."""
+
+
+class RoutesFailedError(SlmkitError, _LCModelConnectionError):
+    """Every route a request was sent to failed (timeout, refused connection, rate limit, server error).
+
+    Derives from langchain-core's ``ModelConnectionError``, so ``with_retry`` and ``with_fallbacks`` treat it like
+    an unreachable remote.
+    """
+
+    def __init__(self, failures: list[str]) -> None:
+        super().__init__(
+            "Every route failed: " + "; ".join(failures) + ". Check that the servers are up (or add a local route "
+            "to the policy's fallbacks), then retry."
+        )
+        self.failures = failures
+
+
+class ServerStartError(SlmkitError, _LCModelConnectionError, RuntimeError):
+    """A local model server did not come up (it exited, or did not answer in time)."""
