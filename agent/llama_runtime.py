@@ -329,12 +329,6 @@ def acquire(settings: RuntimeSettings, *, show_progress: bool = False) -> LocalM
         return loaded
 
 
-def release_all() -> None:
-    """Forget every loaded model (tests and long-lived servers that switch models)."""
-    with _MODELS_LOCK:
-        _MODELS.clear()
-
-
 def _load(settings: RuntimeSettings, show_progress: bool) -> LocalModel:
     path = resolve_model_path(settings.model, show_progress=show_progress)
     _import_llama_cpp()
