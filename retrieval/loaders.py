@@ -1,0 +1,173 @@
+"""Loaders: one file -> text ``Document``s with the metadata citations need.
+
+The loader is chosen by file extension (:data:`LOADERS`). Each returns a list of ``Document``s: one per page for a
+PDF (``page`` is 1-based, as printed), one for every other format. Structured formats are flattened to
+markdown-flavoured text, so the splitter treats their headings alike: HTML ``<h1>``-``<h6>`` and Word "Heading N" /
+"Title" paragraphs become ``#`` lines, table rows become ``a | b | c`` lines.
+
+Metadata of every document: ``source`` (the absolute path as given), ``format`` (``text``, ``markdown``, ``html``,
+``pdf`` or ``docx``) and, for PDFs, ``page``. Offsets computed later point into this extracted text (newlines
+normalised to ``\\n``), which for ``.txt`` and ``.md`` is the file's own text.
+
+A file that cannot be read raises :class:`~slmkit.core.errors.DocumentLoadError` with the reason; ingestion
+reports it and goes on with the other files.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from langchain_core.documents import Document
+
+from slmkit.core.errors import DocumentLoadError, MissingDependencyError
+
+__all__ = ["LOADERS", "is_supported", "load_file"]
+
+Loader = Callable[[Path], list[Document]]
+
+
+def _decode(data: bytes, path: Path) -> str:
+    if b"\x00" in data[:8192]:
+        raise DocumentLoadError(f"{path} looks binary (it contains NUL bytes), not text: remove it or rename it.")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        # Old Windows text files are the common non-UTF-8 case; cp1252 decodes every byte that matters there.
+        text = data.decode("cp1252", errors="replace")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _read_text(path: Path, fmt: str) -> list[Document]:
+    text = _decode(path.read_bytes(), path)
+    return [Document(page_content=text, metadata={"source": str(path), "format": fmt})]
+
+
+def load_text(path: Path) -> list[Document]:
+    return _read_text(path, "text")
+
+
+def load_markdown(path: Path) -> list[Document]:
+    return _read_text(path, "markdown")
+
+
+_HTML_BLOCKS = (
+    "p", "div", "li", "tr", "br", "pre", "blockquote", "section", "article", "table", "ul", "ol", "dd", "dt",
+)  # fmt: skip
+
+
+def load_html(path: Path) -> list[Document]:
+    try:
+        from bs4 import BeautifulSoup
+    except ImportError as exc:
+        raise MissingDependencyError("beautifulsoup4", extra="retrieval", purpose="HTML documents") from exc
+    soup = BeautifulSoup(_decode(path.read_bytes(), path), "html.parser")
+    title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    for tag in soup(["script", "style", "noscript", "template", "head"]):
+        tag.decompose()
+    headings = soup.find_all(re.compile(r"^h[1-6]$"))
+    for tag in headings:
+        level = int(tag.name[1])
+        tag.replace_with(f"\n\n{'#' * level} {tag.get_text(' ', strip=True)}\n\n")
+    for tag in soup.find_all(_HTML_BLOCKS):
+        tag.insert_before("\n")
+        tag.insert_after("\n")
+    for cell in soup.find_all(["td", "th"]):
+        cell.insert_after(" | ")
+    text = soup.get_text()
+    text = re.sub(r"[ \t]+\n", "\n", text)
+    text = re.sub(r"\n{3,}", "\n\n", text).strip()
+    if title and not headings:
+        text = f"# {title}\n\n{text}"
+    return [Document(page_content=text, metadata={"source": str(path), "format": "html"})]
+
+
+def load_pdf(path: Path) -> list[Document]:
+    try:
+        from pypdf import PdfReader
+        from pypdf.errors import PdfReadError
+    except ImportError as exc:
+        raise MissingDependencyError("pypdf", extra="retrieval", purpose="PDF documents") from exc
+    try:
+        reader = PdfReader(path)
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise DocumentLoadError(f"{path} is password-protected: save an unprotected copy and ingest that.")
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except (PdfReadError, ValueError, KeyError, TypeError) as exc:
+        raise DocumentLoadError(f"{path} is not a readable PDF ({exc}): re-export it or remove it.") from exc
+    docs = [
+        Document(
+            page_content=text.replace("\r\n", "\n").replace("\r", "\n"),
+            metadata={"source": str(path), "format": "pdf", "page": number},
+        )
+        for number, text in enumerate(pages, start=1)
+        if text.strip()
+    ]
+    if not docs:
+        raise DocumentLoadError(f"{path} has no text layer (a scan?): run OCR on it first, then ingest the result.")
+    return docs
+
+
+def load_docx(path: Path) -> list[Document]:
+    try:
+        import docx
+        from docx.opc.exceptions import PackageNotFoundError
+        from docx.table import Table
+    except ImportError as exc:
+        raise MissingDependencyError("python-docx", extra="retrieval", purpose="Word documents") from exc
+    try:
+        document = docx.Document(str(path))
+        blocks: list[str] = []
+        for item in document.iter_inner_content():
+            if isinstance(item, Table):
+                blocks.extend(" | ".join(cell.text.strip() for cell in row.cells) for row in item.rows)
+            elif text := item.text.strip():
+                blocks.append(_docx_heading_prefix(item) + text)
+    except (PackageNotFoundError, ValueError, KeyError) as exc:
+        raise DocumentLoadError(f"{path} is not a readable .docx file ({exc}): re-save it from Word.") from exc
+    return [Document(page_content="\n\n".join(blocks), metadata={"source": str(path), "format": "docx"})]
+
+
+def _docx_heading_prefix(paragraph: Any) -> str:
+    style = paragraph.style.name if paragraph.style is not None else ""
+    if style == "Title":
+        return "# "
+    if match := re.fullmatch(r"Heading ([1-6])", style or ""):
+        return "#" * int(match.group(1)) + " "
+    return ""
+
+
+LOADERS: dict[str, Loader] = {
+    ".txt": load_text,
+    ".text": load_text,
+    ".md": load_markdown,
+    ".markdown": load_markdown,
+    ".html": load_html,
+    ".htm": load_html,
+    ".pdf": load_pdf,
+    ".docx": load_docx,
+}
+"""Loader per lower-case file extension."""
+
+
+def is_supported(path: Path) -> bool:
+    return path.suffix.lower() in LOADERS
+
+
+def load_file(path: str | Path) -> list[Document]:
+    """Documents of one file; raises ``DocumentLoadError`` with the reason when it cannot be read."""
+    path = Path(path)
+    loader = LOADERS.get(path.suffix.lower())
+    if loader is None:
+        known = ", ".join(sorted(LOADERS))
+        raise DocumentLoadError(f"{path}: unsupported file type {path.suffix or '(none)'!r}; supported: {known}.")
+    try:
+        return loader(path)
+    except (DocumentLoadError, MissingDependencyError):
+        raise
+    except OSError as exc:
+        raise DocumentLoadError(f"{path} cannot be read: {exc.strerror or exc}.") from exc
+    except Exception as exc:  # third-party parsers raise almost anything on malformed input
+        raise DocumentLoadError(f"{path} could not be parsed ({type(exc).__name__}: {exc}): fix or remove it.") from exc

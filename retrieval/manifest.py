@@ -1,0 +1,174 @@
+"""The manifest: what a knowledge base holds, in one SQLite file, changed only in transactions.
+
+Tables:
+
+    sources  path, size, mtime_ns, sha256, settings, chunks   one row per ingested file
+    chunks   id, source, metadata, terms                       one row per chunk (terms feed the BM25 rebuild)
+    pending  source                                            files whose Chroma writes may be unfinished
+    meta     key, value                                        generation (bumped by every commit), embedder
+
+The manifest is the knowledge base's truth: a chunk exists when its row is committed. Chroma is written *before*
+the commit (new chunks) and *after* it (deleting stale ones), with the file listed in ``pending`` in between, so
+after a crash the knowledge base only has to delete the Chroma entries of pending files that the manifest does
+not list (see ``KnowledgeBase``). The BM25 index on disk carries the generation it was built from; any other
+generation means it is rebuilt from ``chunks.terms``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ChunkRow", "Manifest", "SourceRecord"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sources (
+    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL,
+    settings TEXT NOT NULL, chunks INTEGER NOT NULL, ingested_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    id TEXT PRIMARY KEY, source TEXT NOT NULL, metadata TEXT NOT NULL, terms TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_by_source ON chunks (source);
+CREATE TABLE IF NOT EXISTS pending (source TEXT PRIMARY KEY);
+"""
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """One ingested file as it was when ingested."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    settings: str
+    """Fingerprint of the splitting settings: when they change, the file is split again."""
+    chunks: int
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    id: str
+    metadata: str
+    """The chunk's metadata as canonical JSON, to tell a moved chunk (same text, new offsets) from an unchanged one."""
+    terms: str
+    """BM25 terms joined by spaces."""
+
+
+class Manifest:
+    """SQLite-backed record of sources and chunks; safe to share between threads of one process."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _rows(self, sql: str, params: Iterable[object] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, tuple(params)).fetchall()
+
+    # -- meta ---------------------------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        rows = self._rows("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    @property
+    def generation(self) -> int:
+        return int(self.get_meta("generation") or 0)
+
+    # -- reading ------------------------------------------------------------------------------------------------
+    def source(self, path: str) -> SourceRecord | None:
+        rows = self._rows("SELECT path, size, mtime_ns, sha256, settings, chunks FROM sources WHERE path = ?", (path,))
+        return SourceRecord(*rows[0]) if rows else None
+
+    def source_paths(self) -> list[str]:
+        return [str(row[0]) for row in self._rows("SELECT path FROM sources ORDER BY path")]
+
+    def chunk_count(self) -> int:
+        return int(self._rows("SELECT count(*) FROM chunks")[0][0])
+
+    def chunk_metadata(self, source: str) -> dict[str, str]:
+        """Chunk id -> metadata JSON of one source."""
+        return {str(i): str(m) for i, m in self._rows("SELECT id, metadata FROM chunks WHERE source = ?", (source,))}
+
+    def chunk_ids(self, sources: Iterable[str]) -> set[str]:
+        ids: set[str] = set()
+        for source in sources:
+            ids.update(self.chunk_metadata(source))
+        return ids
+
+    def all_terms(self) -> tuple[list[str], list[list[str]]]:
+        """Every chunk id and its BM25 terms, in a stable order."""
+        rows = self._rows("SELECT id, terms FROM chunks ORDER BY rowid")
+        return [str(r[0]) for r in rows], [str(r[1]).split() for r in rows]
+
+    def pending(self) -> list[str]:
+        return [str(row[0]) for row in self._rows("SELECT source FROM pending")]
+
+    # -- writing ------------------------------------------------------------------------------------------------
+    def mark_pending(self, sources: Iterable[str]) -> None:
+        with self._transaction() as db:
+            db.executemany("INSERT OR IGNORE INTO pending (source) VALUES (?)", [(s,) for s in sources])
+
+    def clear_pending(self, sources: Iterable[str]) -> None:
+        with self._transaction() as db:
+            db.executemany("DELETE FROM pending WHERE source = ?", [(s,) for s in sources])
+
+    def touch(self, path: str, size: int, mtime_ns: int) -> None:
+        """Same content, new timestamp: remember it so the next run skips hashing (no generation change)."""
+        with self._transaction() as db:
+            db.execute("UPDATE sources SET size = ?, mtime_ns = ? WHERE path = ?", (size, mtime_ns, path))
+
+    def commit(self, replaced: list[tuple[SourceRecord, list[ChunkRow]]], removed: Iterable[str] = ()) -> int:
+        """Replace the chunks of ``replaced`` sources, forget ``removed`` ones, all at once; the new generation."""
+        now = time.time()
+        with self._transaction() as db:
+            for path in removed:
+                db.execute("DELETE FROM chunks WHERE source = ?", (path,))
+                db.execute("DELETE FROM sources WHERE path = ?", (path,))
+            for record, rows in replaced:
+                db.execute("DELETE FROM chunks WHERE source = ?", (record.path,))
+                db.executemany(
+                    "INSERT INTO chunks (id, source, metadata, terms) VALUES (?, ?, ?, ?)",
+                    [(r.id, record.path, r.metadata, r.terms) for r in rows],
+                )
+                db.execute(
+                    "INSERT OR REPLACE INTO sources (path, size, mtime_ns, sha256, settings, chunks, ingested_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (record.path, record.size, record.mtime_ns, record.sha256, record.settings, len(rows), now),
+                )
+            row = db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+            generation = int(row[0]) + 1 if row else 1
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('generation', ?)", (str(generation),))
+        return generation

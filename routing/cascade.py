@@ -1,0 +1,209 @@
+"""Cascade: answer with the first (cheap, local) route, escalate to the second when the answer looks unsure.
+
+    request ──► first route ──► answer ──► confidence signal ──► >= escalate_below ──► answer
+                                                     └──────────► <  escalate_below ──► second route ──► answer
+
+Confidence signals, each a score in [0, 1] (None when it cannot judge):
+
+- :class:`LogprobConfidence`: the answer's token probabilities (``ChatLocalSLM``'s ``response_metadata
+  ["confidence"]``, or OpenAI-style ``logprobs`` content) summarised as the geometric mean, mean or minimum;
+- :class:`SelfCheckConfidence`: the model (or a judge model) is asked whether the answer is correct; the score is
+  its probability of "yes";
+- :class:`GroundingConfidence`: the grounding guard's support of the answer by the context in the conversation
+  (system and tool messages), for retrieval-augmented answers.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import Any, Literal
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+from pydantic import ConfigDict, Field, model_validator
+
+from slmkit.core.config import SlmkitConfig
+from slmkit.routing.request import RoutingRequest, message_text
+
+__all__ = ["Cascade", "ConfidenceSignal", "GroundingConfidence", "LogprobConfidence", "SelfCheckConfidence"]
+
+Measure = Literal["geometric_mean_prob", "mean_prob", "min_prob"]
+
+
+class ConfidenceSignal(SlmkitConfig, ABC):
+    """How sure an answer is, in [0, 1]; None if this signal cannot tell."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    @abstractmethod
+    def score(self, request: RoutingRequest, answer: AIMessage, model: BaseChatModel) -> float | None: ...
+
+
+def token_confidence(message: AIMessage, measure: Measure, *, values_only: bool = False) -> float | None:
+    """A summary of the answer's token probabilities, from ``confidence`` or OpenAI-style ``logprobs`` metadata.
+
+    ``values_only``: only the tokens inside JSON string values (the answer's own words, not the keys and braces a
+    grammar forces); needs per-token ``logprobs`` (e.g. ``ChatLocalSLM(logprobs=True)``).
+    """
+    meta = message.response_metadata
+    summary = meta.get("confidence") or {}
+    content = [t for t in (meta.get("logprobs") or {}).get("content") or [] if t.get("logprob") is not None]
+    if values_only and content:
+        inside = _json_value_tokens([str(t.get("token", "")) for t in content])
+        content = [t for t, keep in zip(content, inside, strict=True) if keep] or content
+    elif measure in summary:
+        return float(summary[measure])
+    logprobs = [float(t["logprob"]) for t in content]
+    if not logprobs:
+        return None
+    if measure == "geometric_mean_prob":
+        return math.exp(sum(logprobs) / len(logprobs))
+    probs = [math.exp(lp) for lp in logprobs]
+    return sum(probs) / len(probs) if measure == "mean_prob" else min(probs)
+
+
+def _json_value_tokens(tokens: list[str]) -> list[bool]:
+    """For each token, whether it overlaps a JSON string value (a string not followed by ':')."""
+    text = "".join(tokens)
+    spans: list[tuple[int, int]] = []
+    i = 0
+    while i < len(text):
+        if text[i] != '"':
+            i += 1
+            continue
+        j = i + 1
+        while j < len(text) and text[j] != '"':
+            j += 2 if text[j] == "\\" else 1
+        if not text[j + 1 :].lstrip().startswith(":"):
+            spans.append((i + 1, j))
+        i = j + 1
+    flags, start = [], 0
+    for token in tokens:
+        end = start + len(token)
+        flags.append(any(a < end and start < b for a, b in spans))
+        start = end
+    return flags
+
+
+class LogprobConfidence(ConfidenceSignal):
+    """Token probabilities of the answer itself; free (no extra call).
+
+    Example:
+        .. code-block:: python
+
+            Cascade(first="slm", then="llm", escalate_below=0.55, confidence=LogprobConfidence(measure="min_prob"))
+    """
+
+    measure: Measure = "geometric_mean_prob"
+    values_only: bool = False
+    """Only the tokens inside JSON string values: for structured answers, the label itself rather than the
+    scaffold the grammar forces. Needs per-token log-probabilities (``ChatLocalSLM(logprobs=True)``)."""
+
+    @property
+    def name(self) -> str:
+        return f"logprob:{self.measure}" + (":values" if self.values_only else "")
+
+    def score(self, request: RoutingRequest, answer: AIMessage, model: BaseChatModel) -> float | None:
+        return token_confidence(answer, self.measure, values_only=self.values_only)
+
+
+SELF_CHECK_PROMPT = (
+    "Here is a request and a proposed answer.\n\nRequest:\n{request}\n\nProposed answer:\n{answer}\n\n"
+    "Is the proposed answer correct? Reply with one word: yes or no."
+)
+
+
+class SelfCheckConfidence(ConfidenceSignal):
+    """Asks a model whether the answer is correct; the score is its probability of 'yes'. One short extra call.
+
+    Example:
+        .. code-block:: python
+
+            SelfCheckConfidence()                            # the route that answered judges itself
+            SelfCheckConfidence(judge=ChatLocalSLM(model="qwen2.5-coder-0.5b-instruct"))
+    """
+
+    judge: BaseChatModel | None = None
+    """The model that judges; None: the route that answered."""
+    prompt: str = SELF_CHECK_PROMPT
+
+    def score(self, request: RoutingRequest, answer: AIMessage, model: BaseChatModel) -> float | None:
+        judge = self.judge or model
+        shown = message_text(answer)
+        verdict = judge.invoke(
+            [HumanMessage(self.prompt.format(request=request.prompt, answer=shown))],
+            temperature=0.0,
+            max_tokens=1,
+            logprobs=True,
+        )
+        text = message_text(verdict).strip().lower()
+        p = token_confidence(verdict, "geometric_mean_prob")
+        if text.startswith("yes"):
+            return 1.0 if p is None else p
+        if text.startswith("no"):
+            return 0.0 if p is None else 1.0 - p
+        return None
+
+
+class GroundingConfidence(ConfidenceSignal):
+    """Support of the answer by the context in the conversation (system and tool messages), via the grounding guard.
+
+    Example:
+        .. code-block:: python
+
+            GroundingConfidence()                            # slmkit.guards.GroundingGuard() on first use
+            GroundingConfidence(checker=GroundingGuard(threshold=0.6))
+    """
+
+    checker: Any = None
+    """Anything with ``check(answer=..., context=..., question=...) -> result`` with a ``score`` in [0, 1];
+    None: ``slmkit.guards.GroundingGuard()``."""
+
+    def score(self, request: RoutingRequest, answer: AIMessage, model: BaseChatModel) -> float | None:
+        context = [
+            t
+            for m, t in zip(request.messages, request.texts, strict=True)
+            if isinstance(m, SystemMessage | ToolMessage)
+        ]
+        if not context:
+            return None
+        if self.checker is None:
+            from slmkit.guards import GroundingGuard
+
+            self.checker = GroundingGuard()
+        result = self.checker.check(answer=message_text(answer), context=context, question=request.prompt)
+        return float(result.score)
+
+
+class Cascade(SlmkitConfig):
+    """Answer with ``first``; if the confidence is below ``escalate_below``, answer with ``then`` instead.
+
+    Example:
+        .. code-block:: python
+
+            Cascade(first="slm", then="llm", escalate_below=0.55)
+            Cascade(first="slm", then="llm", escalate_below=0.5, confidence=SelfCheckConfidence())
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    first: str
+    then: str
+    escalate_below: float = Field(default=0.5, ge=0.0, le=1.0)
+    confidence: ConfidenceSignal = Field(default_factory=LogprobConfidence)
+    escalate_when_unknown: bool = True
+    """Escalate when the signal cannot judge (e.g. a route without log-probabilities)."""
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Cascade:
+        if self.first == self.then:
+            raise ValueError(f"Cascade needs two different routes; first and then are both {self.first!r}.")
+        return self
+
+    def should_escalate(self, confidence: float | None) -> bool:
+        return self.escalate_when_unknown if confidence is None else confidence < self.escalate_below
