@@ -26,6 +26,7 @@ import numpy as np
 from pydantic import Field
 
 from slmkit.core.config import SlmkitConfig
+from slmkit.core.embeddings import SentenceTransformerEmbeddings
 from slmkit.core.errors import ConfigurationError
 from slmkit.guards.base import ContextItem, Guard, GuardCall
 from slmkit.guards.grounding_signals import (
@@ -35,7 +36,6 @@ from slmkit.guards.grounding_signals import (
     ContextIndex,
     embedding_features,
     lexical_features,
-    packaged_embeddings,
     structured_features,
 )
 from slmkit.guards.report import ActionTaken, GroundingAction, GroundingResult, SentenceSupport, Verdict
@@ -353,7 +353,7 @@ class GroundingGuard(Guard):
 
     def _embedder(self) -> Any:
         if self._embeddings is None:
-            self._embeddings = packaged_embeddings()
+            self._embeddings = SentenceTransformerEmbeddings()
         return self._embeddings
 
     def _token_scorer(self) -> TokenScorer:

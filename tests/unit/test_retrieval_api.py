@@ -61,7 +61,7 @@ def test_packaged_model_is_found_with_importlib():
 
 
 def test_missing_model_package_says_what_to_install(monkeypatch):
-    from slmkit.retrieval import embeddings
+    from slmkit.core import embeddings
 
     monkeypatch.setattr(embeddings.importlib_util, "find_spec", lambda name: None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'slmkit\[retrieval\]'"):
