@@ -94,6 +94,11 @@ def _nlp_engine(model: str, language: str, *, ignore_org: bool) -> Any:
     return NlpEngineProvider(nlp_configuration=configuration).create_engine()
 
 
+RESERVED_TLDS = frozenset({"example", "test", "invalid", "localhost", "local", "internal", "lan", "home", "corp"})
+"""Top-level names outside the public suffix list that real addresses still use (RFC 2606/6761/6762, private
+networks); an address at ``lumengrid.example`` is as personal as one at ``.com``."""
+
+
 @functools.lru_cache(maxsize=1)
 def _offline_tld_extractor() -> Any:
     import tldextract
@@ -108,7 +113,8 @@ def offline_email_recognizer(language: str = "en") -> Any:
 
     class OfflineEmailRecognizer(EmailRecognizer):
         def validate_result(self, pattern_text: str) -> bool:
-            return bool(_offline_tld_extractor()(pattern_text).fqdn)
+            domain = pattern_text.rsplit("@", 1)[-1].rstrip(".").lower()
+            return domain.rsplit(".", 1)[-1] in RESERVED_TLDS or bool(_offline_tld_extractor()(pattern_text).fqdn)
 
     return OfflineEmailRecognizer(supported_language=language)
 

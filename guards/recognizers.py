@@ -142,7 +142,8 @@ _AGE_RULES = [
     RegexRule("age of n", r"\b(?:age(?:d)?|age of|aged of)\s+(\d{1,3})\b", 0.6, re.IGNORECASE),
     RegexRule(
         "turned n",
-        r"\b(?:turn(?:s|ed|ing)?|I'll turn|I am|I'm|he's|she's|is)\s+(\d{1,3})\b(?!\s*(?:%|\$|:|\d))",
+        r"\b(?:turn(?:s|ed|ing)?|I'll turn|I am|I'm|he's|she's|is)\s+(\d{1,3})\b"
+        r"(?!\s*(?:%|\$|:|\d|[-+*/×x=^]|times\b|plus\b|minus\b|divided\b|multiplied\b|percent\b|per\b))",
         0.35,
         re.IGNORECASE,
     ),

@@ -19,8 +19,10 @@ __all__ = ["PLACEHOLDER", "PIIVault", "StreamRestorer"]
 
 PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9_]*?)_(\d+)>")
 """A placeholder as the vault writes it: ``<ENTITY_TYPE_N>``."""
+_WRITTEN = re.compile(r"[<\[{(]\s?([A-Z][A-Z0-9_]*?)_(\d+)\s?[>\]})]")
+"""A placeholder as a model may write it back (small models turn ``<PERSON_1>`` into ``[PERSON_1]``)."""
 _MAX_PLACEHOLDER = 64
-_PARTIAL = re.compile(r"<[A-Z0-9_]*$")
+_PARTIAL = re.compile(r"[<\[{(]\s?[A-Z0-9_]*$")
 
 
 class PIIVault:
@@ -59,10 +61,12 @@ class PIIVault:
         return self._by_placeholder.get(placeholder)
 
     def restore(self, text: str) -> str:
-        """Replace every known placeholder in ``text`` by its value; unknown ones are left as they are."""
-        if "<" not in text:
-            return text
-        return PLACEHOLDER.sub(lambda m: self._by_placeholder.get(m.group(0), m.group(0)), text)
+        """Replace every known placeholder in ``text`` by its value; unknown ones are left as they are.
+
+        Brackets are matched leniently (``[PERSON_1]``, ``{PERSON_1}``, ``( PERSON_1 )``), since the model that saw
+        the placeholder does not always copy it exactly; the entity and number must still match a vault entry.
+        """
+        return _WRITTEN.sub(lambda m: self._by_placeholder.get(f"<{m.group(1)}_{m.group(2)}>", m.group(0)), text)
 
     def restorer(self) -> StreamRestorer:
         """A restorer for one streamed answer."""

@@ -28,6 +28,8 @@ POSITIVES = [
     ("For my take on Mrs. Karataev, see the blog.", "PERSON", "Karataev"),
     ("For my take on Mrs. Karataev, see the blog.", "TITLE", "Mrs."),
     ("Write to ada.lovelace@example.org today.", "EMAIL_ADDRESS", "ada.lovelace@example.org"),
+    ("Contact dana.whitfield@lumengrid.example for leave.", "EMAIL_ADDRESS", "dana.whitfield@lumengrid.example"),
+    ("I'm 28 and I live in Leeds.", "AGE", "28"),
     ("My card 4111 1111 1111 1111 was charged twice.", "CREDIT_CARD", "4111 1111 1111 1111"),
     ("My IBAN is GB82WEST12345698765432", "IBAN_CODE", "GB82WEST12345698765432"),
     ("Here's my SSN: 494-33-0748", "US_SSN", "494-33-0748"),
@@ -57,6 +59,9 @@ NEGATIVES = [
     ("We meet next week on Thursday.", "DATE_TIME"),  # not a concrete date
     ("Call me at 212-555-0199.", "UK_NHS"),  # a phone number, no NHS context
     ("The meeting has 12 items and 3 votes.", "AGE"),
+    ("What is 28 times 8?", "AGE"),
+    ("The answer is 12 + 30.", "AGE"),
+    ("Write to someone@nowhere.notatld today.", "EMAIL_ADDRESS"),
     ("The weather is nice and the river is wide.", "PERSON"),
     ("I bought 3 apples for 2 dollars.", "STREET_ADDRESS"),
     ("Version 2.1 was released in the spring.", "IP_ADDRESS"),

@@ -54,3 +54,20 @@ def test_stream_does_not_hold_back_ordinary_text():
     assert restorer.feed("a < b and ") == "a < b and "
     assert restorer.feed("x <") == "x "
     assert restorer.feed("3 apples") == "<3 apples"
+
+
+@pytest.mark.parametrize("written", ["[PERSON_1]", "(PERSON_1)", "{PERSON_1}", "[ PERSON_1 ]", "<PERSON_1>"])
+def test_restore_accepts_the_brackets_a_model_writes_back(written):
+    vault = PIIVault()
+    vault.placeholder("PERSON", "Ada Lovelace")
+    assert vault.restore(f"Dear {written}, hello.") == "Dear Ada Lovelace, hello."
+    assert vault.restore("Dear [PERSON_2] and [NOTE_1].") == "Dear [PERSON_2] and [NOTE_1]."
+
+
+def test_stream_restores_square_brackets_split_across_chunks():
+    vault = PIIVault()
+    vault.placeholder("PERSON", "Ada Lovelace")
+    restorer = vault.restorer()
+    out = [restorer.feed(c) for c in ["Dear [PER", "SON_1], see (a", ") and [x]"]]
+    out.append(restorer.flush())
+    assert "".join(out) == "Dear Ada Lovelace, see (a) and [x]"
