@@ -22,6 +22,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from slmkit.core.config import cache_dir
 from slmkit.core.errors import ModelIntegrityError, ModelNotFoundError
 
 __all__ = [
@@ -138,14 +139,6 @@ class ModelStatus(BaseModel):
     missing; missing: none installed."""
     path: str | None = None
     missing_packages: list[str] = Field(default_factory=list)
-
-
-def cache_dir() -> Path:
-    """Folder for assembled models: ``$SLMKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/slmkit``, else ``~/.cache/slmkit``."""
-    if env := os.environ.get("SLMKIT_CACHE_DIR"):
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "slmkit"
 
 
 def get_spec(model_id: str) -> ModelSpec:

@@ -4,7 +4,7 @@ A ``RoutingPolicy`` names its ``Route``s (any LangChain chat model, with prices,
 flag), composes rules (PII, length, keywords, semantic similarity, a learned router), a cascade (answer locally,
 escalate when unsure), a budget and fallbacks. ``RoutedChatModel`` applies it as a LangChain chat model and puts a
 ``RoutingDecision`` into every response; ``RoutingStats`` adds the decisions up. Imports are lazy: scikit-learn,
-the embedder and the PII detector load on first use.
+the embedders and the PII detector load on first use.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from slmkit.routing.routes import Route
     from slmkit.routing.rules import KeepLocalIfPII, Keywords, Learned, PreferLargeIfLong, Rule, Semantic
     from slmkit.routing.server import LlamaServer
+    from slmkit.routing.static_embedding import StaticEmbeddings
     from slmkit.routing.stats import RoutingStats, StatsReport
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "SelfCheckConfidence",
     "Semantic",
     "Signal",
+    "StaticEmbeddings",
     "StatsReport",
 ]
 
@@ -82,6 +84,7 @@ _LAZY = {
     "Rule": "slmkit.routing.rules",
     "Semantic": "slmkit.routing.rules",
     "LlamaServer": "slmkit.routing.server",
+    "StaticEmbeddings": "slmkit.routing.static_embedding",
     "RoutingStats": "slmkit.routing.stats",
     "StatsReport": "slmkit.routing.stats",
 }

@@ -1,9 +1,9 @@
 """A router learned from labelled prompts: which requests need the strong route?
 
 Training data are prompts with a label each: 1 when the strong route was needed (e.g. the weak model answered
-wrongly and the strong one rightly), else 0. Features are the prompt's sentence embedding (packaged MiniLM by
-default) and a few length/structure features (tokens, characters, digits, math symbols, lines, code fences). Two
-estimates of P(strong needed) are averaged:
+wrongly and the strong one rightly), else 0. Features are the prompt's embedding (by default the static token
+table distilled from the packaged MiniLM, see routing/embedding.py) and a few length/structure features (tokens,
+characters, digits, math symbols, lines, code fences). Two estimates of P(strong needed) are averaged:
 
     prompt -> [embedding | structure] -> standardise -> logistic regression ----------.
     prompt -> embedding -> cosine k-nearest training prompts -> share labelled 1 -------+-> mean -> score in [0, 1]
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from slmkit.core.errors import ConfigurationError, MissingDependencyError
 from slmkit.core.tokens import estimate_tokens
-from slmkit.routing.embedding import default_embeddings, embed_texts
+from slmkit.routing.embedding import default_router_embeddings, embed_texts
 
 if TYPE_CHECKING:
     import numpy as np
@@ -105,7 +105,7 @@ class LearnedRouter:
     @property
     def embeddings(self) -> Embeddings:
         if self._embeddings is None:
-            self._embeddings = default_embeddings()
+            self._embeddings = default_router_embeddings()
         return self._embeddings
 
     def _features(self, prompts: Sequence[str], vectors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -133,9 +133,11 @@ class Semantic(Rule):
     to: dict[str, str] = Field(default_factory=dict)
     """Category -> route; a category missing here must itself be a route name."""
     threshold: float = Field(default=0.3, ge=-1.0, le=1.0)
-    """Cosine similarity the best example must reach (0.3 suits MiniLM: paraphrases score 0.3-0.8)."""
+    """Cosine similarity the best example must reach (0.3 suits MiniLM and its static table: paraphrases score
+    0.3-0.8)."""
     embeddings: Embeddings | None = None
-    """Embedder; None: the packaged all-MiniLM-L6-v2."""
+    """Embedder; None: the static table distilled from the packaged MiniLM (``SentenceTransformerEmbeddings()``
+    for the full model)."""
     _examples: tuple[np.ndarray, list[str]] | None = PrivateAttr(default=None)
 
     @field_validator("utterances")
