@@ -12,8 +12,10 @@ $(SETUP_STAMP): pyproject.toml requirements/models.txt scripts/setup.sh scripts/
 
 setup: $(SETUP_STAMP)
 
+# Ingest the example documents into the default knowledge base (only changes on later runs), then ask them.
 demo: $(SETUP_STAMP)
-	$(VENV)/bin/slmkit ask "In two sentences: why run a small language model locally?"
+	$(VENV)/bin/slmkit ingest examples/docs
+	$(VENV)/bin/slmkit ask "How quickly must a lost laptop be reported?"
 
 test: $(SETUP_STAMP) lint
 	$(PY) -m pytest

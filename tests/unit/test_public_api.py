@@ -24,10 +24,21 @@ def test_agent_all_is_frozen():
     assert sorted(slmkit.agent.__all__) == sorted(
         [
             "CATALOGUE",
+            "Answer",
+            "AnswerEvent",
+            "Assistant",
+            "AssistantConfig",
+            "Citation",
+            "RemoteModelConfig",
+            "TokenEvent",
             "DEFAULT_MODEL",
             "ChatLocalSLM",
             "ModelSpec",
             "ModelStatus",
+            "MultiAgentResult",
+            "Supervisor",
+            "SupervisorConfig",
+            "ask_llm_tool",
             "model_status",
             "resolve_model_path",
         ]

@@ -1,0 +1,579 @@
+"""``Assistant``: document Q&A over a knowledge base, on the local SLM, routed and guarded, with citations.
+
+One question:
+
+    question -> input guards (PII found and reported; a policy may redact or block)
+             -> follow-up? (chat) -> standalone query (the model rewrites it; checked, else previous question + it)
+             -> retriever (hybrid BM25 + dense); nothing above the relevance threshold -> "the documents do not
+                cover this" (abstained), no model call
+             -> a short excerpt of each passage -> prompt: instructions + numbered sources + question
+             -> model (a RoutedChatModel: the local SLM, or a remote route the policy picks) -> tokens, streamed
+             -> citations decided from the text (``citations.attribute``), invalid markers removed
+             -> output guards (grounding of each sentence in the excerpts; PII restored) -> Answer
+
+``Answer`` carries the text, the cited passages (source, page, chunk id), the routing decision, the guard report
+and timings. Construction is cheap: the knowledge base, the embedder and the model load on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.documents import Document
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables.config import ensure_config, get_callback_manager_for_config, patch_config
+from pydantic import Field
+
+from slmkit.agent.answer import Answer, AnswerEvent, Citation, TokenEvent
+from slmkit.agent.catalogue import DEFAULT_MODEL
+from slmkit.agent.citations import SentenceCap, attribute, strip_markers
+from slmkit.agent.memory import ConversationMemory, check_rewrite, fallback_query, looks_like_follow_up
+from slmkit.agent.prompts import (
+    DEFAULT_INSTRUCTIONS,
+    answer_messages,
+    excerpt,
+    one_per_source,
+    passage_text,
+    rewrite_messages,
+)
+from slmkit.core.config import SlmkitConfig
+from slmkit.core.errors import KnowledgeBaseError, MissingDependencyError
+from slmkit.guards.base import Guard, GuardCall
+from slmkit.routing.decision import METADATA_KEY, RoutingDecision
+
+if TYPE_CHECKING:
+    from slmkit.retrieval import HybridRetriever, KnowledgeBase
+
+__all__ = ["Assistant", "AssistantConfig", "AssistantInput", "RemoteModelConfig"]
+
+AssistantInput = str | Mapping[str, Any]
+"""A question, or ``{"question": ..., "history": [messages]}``."""
+
+
+PRIVATE_ENTITIES = (
+    *("PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "CRYPTO"),
+    *("US_SSN", "US_BANK_NUMBER", "US_PASSPORT", "US_DRIVER_LICENSE", "US_ITIN", "MEDICAL_LICENSE"),
+)
+
+
+class RemoteModelConfig(SlmkitConfig):
+    """An OpenAI-compatible endpoint the router may send questions to (a larger LLM)."""
+
+    base_url: str
+    """e.g. ``http://127.0.0.1:8080/v1`` (llama.cpp's server, vLLM, Ollama) or ``https://api.openai.com/v1``."""
+    model: str
+    api_key_env: str = "OPENAI_API_KEY"
+    """Environment variable holding the API key (servers that need none get a placeholder)."""
+    input_usd_per_1k: float = Field(default=0.0, ge=0.0)
+    output_usd_per_1k: float = Field(default=0.0, ge=0.0)
+    context_window: int = Field(default=32_768, ge=64)
+    timeout_s: float = Field(default=60.0, gt=0)
+    long_prompt_tokens: int | None = Field(default=1500, ge=1)
+    """Prompts at least this long (estimated) go to the remote route; None: never for length."""
+    private_entities: list[str] = Field(default_factory=lambda: list(PRIVATE_ENTITIES))
+    """PII types that keep a request (question or retrieved passages) on the local route. Organisations and dates,
+    which every company document mentions, are not among them by default."""
+    escalate_below: float | None = Field(default=None, ge=0.0, le=1.0)
+    """Cascade: the local SLM answers first and the remote route answers again when the SLM's token confidence
+    is below this (answers then arrive whole, not streamed); None: no cascade."""
+
+
+class AssistantConfig(SlmkitConfig):
+    """Settings of an :class:`Assistant`; every field has the value we recommend for the 135M default model."""
+
+    model: str = DEFAULT_MODEL
+    """Catalogue id or ``.gguf`` path of the local SLM (used when no ``model`` is passed to the assistant)."""
+    k: int = Field(default=3, ge=1)
+    """Sources (file and page) shown to the model, each as one short passage: a few keep a tiny model on track and
+    the first token quick."""
+    min_relevance: float | None = Field(default=0.3, ge=-1.0, le=1.0)
+    """Cosine similarity (all-MiniLM-L6-v2) the best passage must reach, else nothing is relevant and the
+    assistant says so instead of answering; an absolute threshold, so "the best of bad matches" never counts."""
+    passage_chars: int = Field(default=400, ge=40)
+    """Characters of each passage in the prompt (the sentences that share most words with the question)."""
+    max_tokens: int = Field(default=80, ge=1)
+    """Answer tokens at most (two sentences fit; what a tiny model writes after them is rarely grounded)."""
+    max_sentences: int | None = Field(default=2, ge=1)
+    """Sentences of the answer kept; the rest is neither shown nor checked. None: no limit."""
+    temperature: float = Field(default=0.0, ge=0.0)
+    instructions: str = DEFAULT_INSTRUCTIONS
+    """The system prompt ahead of the numbered sources."""
+    refusal: str = "The documents do not say."
+    """What the instructions tell the model to say when the sources do not answer; seen in an answer, it marks
+    the answer as abstained."""
+    abstain_message: str = "I found nothing about this in the documents, so I cannot answer it from them."
+    """The answer when nothing relevant was retrieved (no model call)."""
+    history_turns: int = Field(default=1, ge=0)
+    """Earlier turns shown to the model with the question (a tiny model loses its way in long histories)."""
+    memory_turns: int = Field(default=8, ge=1)
+    """Turns ``chat`` remembers."""
+    rewrite_followups: bool = True
+    """Rewrite follow-up questions into standalone queries before retrieval."""
+    rewrite_max_tokens: int = Field(default=40, ge=4)
+    min_citation_support: float = Field(default=0.5, ge=0.0, le=1.0)
+    """Share of a sentence's words a passage must contain for the sentence to cite it."""
+    remote: RemoteModelConfig | None = None
+    """A remote route for the default router; None: the local SLM answers everything."""
+
+
+class Assistant(Runnable[AssistantInput, Answer | TokenEvent | AnswerEvent]):
+    """Questions answered from your documents, with citations, by the local SLM (routed and guarded).
+
+    Example:
+        .. code-block:: python
+
+            from slmkit.agent import Assistant
+
+            assistant = Assistant.from_defaults()                 # the "default" knowledge base, SmolLM2-135M
+            answer = assistant.ask("How long is the GridBox 3 warranty?")
+            answer.text, [(c.marker, c.source, c.page) for c in answer.citations], answer.routing.reason
+            for event in assistant.stream("What does error E17 mean?"):
+                print(event.text if event.type == "token" else "", end="")
+            assistant.chat("How many vacation days do I get?"); assistant.chat("Do they carry over?")
+
+    As a LangChain Runnable it is typed ``Runnable[str | dict, Answer | TokenEvent | AnswerEvent]``: ``invoke``
+    and ``batch`` return an :class:`Answer` (their signatures say so), ``stream`` yields ``TokenEvent``\\ s then one
+    ``AnswerEvent``, and inside a chain (``assistant | next_step``) only the final ``Answer`` is passed on, streamed
+    or not. The union keeps mypy strict clean without ``type: ignore`` on ``stream``, which yields events rather
+    than pieces of an Answer. Input: a question, or ``{"question": ..., "history": [messages]}``.
+
+    Args:
+        knowledge_base: where passages come from.
+        model: any LangChain chat model; None: a ``RoutedChatModel`` over ``ChatLocalSLM(config.model)`` (plus
+            ``config.remote`` if set). Pass your own ``RoutedChatModel`` for a custom policy; answers carry its
+            ``RoutingDecision``.
+        guards: input and output guards, applied in order; None: ``PIIGuard(action="keep")`` (PII in the
+            question is found and reported; privacy toward remote routes is the router's ``KeepLocalIfPII``) and
+            ``GroundingGuard()`` (each sentence scored against the excerpts; the report is in the answer);
+            ``[]``: no guards.
+        config: retrieval, prompt and generation settings.
+    """
+
+    def __init__(
+        self,
+        knowledge_base: KnowledgeBase,
+        model: BaseChatModel | None = None,
+        guards: Sequence[Guard] | None = None,
+        config: AssistantConfig | None = None,
+    ) -> None:
+        self.knowledge_base = knowledge_base
+        self.config = config or AssistantConfig()
+        self.model = model if model is not None else default_router(self.config)
+        self.guards: list[Guard] = list(guards) if guards is not None else default_guards()
+        self.memory = ConversationMemory(self.config.memory_turns)
+        self._retriever: HybridRetriever | None = None
+
+    @classmethod
+    def from_defaults(
+        cls,
+        kb_name: str = "default",
+        kb_path: str | os.PathLike[str] | Path | None = None,
+        model: str | None = None,
+        *,
+        config: AssistantConfig | None = None,
+    ) -> Assistant:
+        """An assistant over the knowledge base ``kb_name`` (in ``kb_path``, else the default folder) on the
+        catalogue model ``model`` (default SmolLM2-135M)."""
+        from slmkit.retrieval import KnowledgeBase
+
+        config = config or AssistantConfig()
+        if model is not None:
+            config = config.model_copy(update={"model": model})
+        return cls(KnowledgeBase(name=kb_name, path=kb_path), config=config)
+
+    def __repr__(self) -> str:
+        return f"Assistant(knowledge_base={self.knowledge_base!r}, model={type(self.model).__name__})"
+
+    @property
+    def InputType(self) -> Any:  # noqa: N802 - LangChain's name
+        return AssistantInput
+
+    @property
+    def OutputType(self) -> Any:  # noqa: N802 - LangChain's name
+        return Answer
+
+    @property
+    def retriever(self) -> HybridRetriever:
+        if self._retriever is None:
+            self._retriever = self.knowledge_base.as_retriever(
+                k=self.config.k, min_top_relevance=self.config.min_relevance
+            )
+        return self._retriever
+
+    # -- the public calls ------------------------------------------------------------------------------------
+    def ask(self, question: str, *, history: Sequence[BaseMessage] | None = None) -> Answer:
+        """The whole answer at once."""
+        return self.invoke(question, history=history)
+
+    def invoke(
+        self,
+        input: AssistantInput,
+        config: RunnableConfig | None = None,
+        *,
+        history: Sequence[BaseMessage] | None = None,
+        **kwargs: Any,
+    ) -> Answer:
+        answer: Answer | None = None
+        for event in self.stream(input, config, history=history):
+            if isinstance(event, AnswerEvent):
+                answer = event.answer
+        assert answer is not None
+        return answer
+
+    def stream(
+        self,
+        input: AssistantInput,
+        config: RunnableConfig | None = None,
+        *,
+        history: Sequence[BaseMessage] | None = None,
+        **kwargs: Any,
+    ) -> Iterator[TokenEvent | AnswerEvent]:
+        """Tokens as the model writes them, then one ``AnswerEvent`` with the checked answer."""
+        question, past = _parse_input(input, history)
+        config = ensure_config(config)
+        run = get_callback_manager_for_config(config).on_chain_start(
+            None, {"question": question}, name=config.get("run_name") or "Assistant"
+        )
+        child = patch_config(config, callbacks=run.get_child())
+        try:
+            for event in self._answer(question, past, child):
+                if isinstance(event, AnswerEvent):
+                    run.on_chain_end(event.answer.model_dump(mode="json"))
+                yield event
+        except BaseException as exc:
+            run.on_chain_error(exc)
+            raise
+
+    async def astream(
+        self,
+        input: AssistantInput,
+        config: RunnableConfig | None = None,
+        *,
+        history: Sequence[BaseMessage] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[TokenEvent | AnswerEvent]:
+        """``stream`` on a worker thread (llama.cpp blocks), events handed to the event loop as they come."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        stop = threading.Event()
+        end = object()
+
+        def produce() -> None:
+            try:
+                for event in self.stream(input, config, history=history):
+                    if stop.is_set():
+                        break
+                    loop.call_soon_threadsafe(queue.put_nowait, event)
+            except BaseException as exc:  # handed to the consumer, raised there
+                loop.call_soon_threadsafe(queue.put_nowait, _Failure(exc))
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, end)
+
+        threading.Thread(target=produce, name="slmkit-assistant", daemon=True).start()
+        try:
+            while (item := await queue.get()) is not end:
+                if isinstance(item, _Failure):
+                    raise item.error
+                yield item
+        finally:
+            stop.set()
+
+    def transform(
+        self, input: Iterator[AssistantInput], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Answer]:
+        """In a streaming chain, pass only the final ``Answer`` on (the next step expects an Answer)."""
+        yield self.invoke(_last(input), config)
+
+    async def atransform(
+        self, input: AsyncIterator[AssistantInput], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Answer]:
+        value: Any = None
+        async for chunk in input:
+            value = _join(value, chunk)
+        yield await self.ainvoke(value, config)
+
+    async def ainvoke(
+        self,
+        input: AssistantInput,
+        config: RunnableConfig | None = None,
+        *,
+        history: Sequence[BaseMessage] | None = None,
+        **kwargs: Any,
+    ) -> Answer:
+        answer: Answer | None = None
+        async for event in self.astream(input, config, history=history):
+            if isinstance(event, AnswerEvent):
+                answer = event.answer
+        assert answer is not None
+        return answer
+
+    def chat(self, question: str) -> Answer:
+        """One turn of a conversation: follow-ups are understood, the turn is remembered (``reset`` forgets)."""
+        answer: Answer | None = None
+        for event in self.chat_stream(question):
+            if isinstance(event, AnswerEvent):
+                answer = event.answer
+        assert answer is not None
+        return answer
+
+    def chat_stream(self, question: str) -> Iterator[TokenEvent | AnswerEvent]:
+        """``chat``, streamed."""
+        for event in self.stream(question, history=self.memory.messages()):
+            if isinstance(event, AnswerEvent):
+                self.memory.add(question, strip_markers(event.answer.text))
+            yield event
+
+    def reset(self) -> None:
+        """Forget the conversation."""
+        self.memory.clear()
+
+    # -- one answer ------------------------------------------------------------------------------------------
+    def _answer(
+        self, question: str, history: Sequence[BaseMessage], config: RunnableConfig
+    ) -> Iterator[TokenEvent | AnswerEvent]:
+        cfg = self.config
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+        call = GuardCall(question=question)
+
+        mark = time.perf_counter()
+        asked = question
+        watchers = [g for g in self.guards if _reports_only(g)]
+        for guard in self.guards:
+            if guard not in watchers:
+                asked = guard.check_input(asked, call)
+        guards_ms = _ms(mark)
+
+        query = asked
+        if history and cfg.rewrite_followups and looks_like_follow_up(asked):
+            mark = time.perf_counter()
+            query = self._standalone(asked, history, config)
+            timings["rewrite_ms"] = _ms(mark)
+
+        if not self.knowledge_base.exists():
+            kb = self.knowledge_base
+            raise KnowledgeBaseError(
+                f"There is no knowledge base {kb.name!r} in {kb.path}. Add documents first: "
+                f"`slmkit ingest PATH --kb {kb.name}` (or KnowledgeBase.ingest)."
+            )
+        mark = time.perf_counter()
+        passages = one_per_source(self.retriever.invoke(query, config=config, k=cfg.k * 3), cfg.k)
+        timings["retrieve_ms"] = _ms(mark)
+        # after retrieval, whose embedder would compete with it for the interpreter; llama.cpp mostly does not
+        background = _Background(lambda: [g.check_input(question, call) for g in watchers]) if watchers else None
+        report = call.report if self.guards else None
+
+        if not passages:
+            timings["first_token_ms"] = _ms(started)
+            yield TokenEvent(text=cfg.abstain_message)
+            timings["guards_ms"] = guards_ms + (background.wait() if background else 0.0)
+            timings["total_ms"] = _ms(started)
+            answer = Answer(text=cfg.abstain_message, guard_report=report, timings=timings, abstained=True, query=query)
+            yield AnswerEvent(answer=answer)
+            return
+
+        excerpts = [excerpt(p.page_content, query, cfg.passage_chars) for p in passages]
+        recent = history[-2 * cfg.history_turns :] if cfg.history_turns else []
+        messages = answer_messages(asked, excerpts, instructions=cfg.instructions, history=recent)
+        mark = time.perf_counter()
+        cap = SentenceCap(cfg.max_sentences)
+        last: AIMessageChunk | None = None
+        for chunk in self.model.stream(messages, config=config):
+            # After the cap the stream is still drained: a routed model sends its decision with the last chunk.
+            visible = cap.feed(chunk.content) if isinstance(chunk.content, str) else ""
+            if visible:
+                timings.setdefault("first_token_ms", _ms(started))
+                yield TokenEvent(text=visible)
+            if isinstance(chunk, AIMessageChunk):
+                last = chunk if last is None else last + chunk
+        if tail := cap.flush():
+            timings.setdefault("first_token_ms", _ms(started))
+            yield TokenEvent(text=tail)
+        timings["generate_ms"] = _ms(mark)
+        timings.setdefault("first_token_ms", _ms(started))
+
+        attribution = attribute(cap.text, excerpts, question=query, min_support=cfg.min_citation_support)
+        waited = background.wait() if background else 0.0
+        mark = time.perf_counter()
+        call.context = excerpts
+        text = attribution.text
+        for guard in self.guards:
+            text = guard.check_output(text, call)
+        timings["guards_ms"] = guards_ms + waited + _ms(mark)
+
+        abstained = cfg.refusal.rstrip(".").lower() in text.lower()
+        cited = [] if abstained else [i for i in attribution.cited if f"[{i + 1}]" in text]
+        timings["total_ms"] = _ms(started)
+        yield AnswerEvent(
+            answer=Answer(
+                text=text,
+                citations=[_citation(i + 1, passages[i], excerpts[i]) for i in cited],
+                routing=_routing(last),
+                guard_report=report,
+                timings=timings,
+                abstained=abstained,
+                query=query,
+            )
+        )
+
+    def _standalone(self, question: str, history: Sequence[BaseMessage], config: RunnableConfig) -> str:
+        """The follow-up as a question of its own (checked), else the previous question and the follow-up."""
+        recent = list(history[-2:])
+        reply = self.model.invoke(
+            rewrite_messages(question, recent), config=config, max_tokens=self.config.rewrite_max_tokens
+        )
+        text = reply.content if isinstance(reply.content, str) else ""
+        return check_rewrite(text, question, recent) or fallback_query(question, history)
+
+
+# -- defaults ------------------------------------------------------------------------------------------------
+def default_guards() -> list[Guard]:
+    """PII found in the question and reported (kept: the local model may see it), grounding reported."""
+    from slmkit.guards import GroundingGuard, PIIGuard
+
+    return [PIIGuard(action="keep"), GroundingGuard()]
+
+
+def default_router(config: AssistantConfig) -> BaseChatModel:
+    """A ``RoutedChatModel``: the local SLM alone, or with ``config.remote`` for long prompts (personal data in the
+    question or the passages keeps a request local)."""
+    from slmkit.agent.chat_local import ChatLocalSLM
+    from slmkit.guards import PIIGuard
+    from slmkit.routing import Cascade, KeepLocalIfPII, PreferLargeIfLong, Route, RoutedChatModel, RoutingPolicy
+
+    local = ChatLocalSLM(model=config.model, temperature=config.temperature, max_tokens=config.max_tokens)
+    routes = {"local": Route(model=local, local=True, context_window=local.n_ctx)}
+    remote = config.remote
+    if remote is None:
+        return RoutedChatModel(policy=RoutingPolicy(routes=routes))
+    routes["remote"] = Route(
+        model=_openai_compatible(remote, config),
+        input_usd_per_1k=remote.input_usd_per_1k,
+        output_usd_per_1k=remote.output_usd_per_1k,
+        context_window=remote.context_window,
+    )
+    rules: list[Any] = [KeepLocalIfPII(detector=PIIGuard(entities=remote.private_entities))]
+    if remote.long_prompt_tokens is not None:
+        rules.append(PreferLargeIfLong(tokens=remote.long_prompt_tokens, route="remote"))
+    cascade = None
+    if remote.escalate_below is not None:
+        cascade = Cascade(first="local", then="remote", escalate_below=remote.escalate_below)
+    return RoutedChatModel(policy=RoutingPolicy(routes=routes, rules=rules, default="local", cascade=cascade))
+
+
+def _openai_compatible(remote: RemoteModelConfig, config: AssistantConfig) -> BaseChatModel:
+    try:
+        from langchain_openai import ChatOpenAI
+    except ImportError as exc:
+        raise MissingDependencyError("langchain-openai", extra="routing", purpose="a remote route") from exc
+    from pydantic import SecretStr
+
+    return ChatOpenAI(
+        base_url=remote.base_url,
+        model=remote.model,
+        api_key=SecretStr(os.environ.get(remote.api_key_env) or "not-needed"),
+        timeout=remote.timeout_s,
+        max_retries=0,
+        temperature=config.temperature,
+        max_completion_tokens=config.max_tokens,
+    )
+
+
+# -- helpers -------------------------------------------------------------------------------------------------
+def _reports_only(guard: Guard) -> bool:
+    """A PII guard that only reports (every action ``keep``) cannot change the question, so it runs beside the
+    answer instead of before it: Presidio's first load takes seconds, and the first token need not wait."""
+    from slmkit.guards.pii import PIIGuard
+
+    if not isinstance(guard, PIIGuard):
+        return False
+    cfg = guard.config
+    return cfg.action == "keep" and all(a == "keep" for a in cfg.actions.values())
+
+
+class _Background:
+    """A function running on a thread; ``wait`` re-raises its error and returns the milliseconds spent waiting."""
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                fn()
+            except BaseException as exc:
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="slmkit-guard", daemon=True)
+        self._thread.start()
+
+    def wait(self) -> float:
+        mark = time.perf_counter()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return _ms(mark)
+
+
+class _Failure:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 2)
+
+
+def _parse_input(value: AssistantInput, history: Sequence[BaseMessage] | None) -> tuple[str, list[BaseMessage]]:
+    if isinstance(value, str):
+        return value, list(history or [])
+    if isinstance(value, Mapping) and isinstance(value.get("question"), str):
+        return value["question"], list(history if history is not None else value.get("history") or [])
+    raise TypeError(
+        "An Assistant takes a question (str) or {'question': str, 'history': [messages]}, "
+        f"not {type(value).__name__}."
+    )
+
+
+def _join(value: Any, chunk: Any) -> Any:
+    if value is None:
+        return chunk
+    try:
+        return value + chunk
+    except TypeError:
+        return chunk
+
+
+def _last(chunks: Iterator[Any]) -> Any:
+    value: Any = None
+    for chunk in chunks:
+        value = _join(value, chunk)
+    return value
+
+
+def _routing(message: AIMessageChunk | None) -> RoutingDecision | None:
+    if message is None or METADATA_KEY not in message.response_metadata:
+        return None
+    return RoutingDecision.from_message(message)
+
+
+def _citation(marker: int, passage: Document, shown: str) -> Citation:
+    meta = passage.metadata
+    lines = (meta["start_line"], meta["end_line"]) if "start_line" in meta and "end_line" in meta else None
+    return Citation(
+        marker=marker,
+        source=str(meta.get("source", "")),
+        page=meta.get("page"),
+        chunk_id=str(passage.id or meta.get("chunk_id", "")),
+        snippet=shown or passage_text(passage)[:300],
+        lines=lines,
+        headings=meta.get("headings") or None,
+        relevance=meta.get("relevance"),
+    )

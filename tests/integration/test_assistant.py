@@ -1,0 +1,112 @@
+"""The assistant end to end on the example documents: packaged SmolLM2-135M, MiniLM, Chroma, Presidio, and a real
+llama.cpp server as the remote route."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from slmkit.agent import AnswerEvent, Assistant, AssistantConfig, TokenEvent, resolve_model_path
+from slmkit.retrieval import KnowledgeBase
+from slmkit.routing import LlamaServer
+
+pytestmark = [pytest.mark.model, pytest.mark.timeout(900)]
+DOCS = Path(__file__).resolve().parents[2] / "examples" / "docs"
+
+
+@pytest.fixture(scope="module")
+def kb(tmp_path_factory) -> KnowledgeBase:
+    base = KnowledgeBase(name="lumen", path=tmp_path_factory.mktemp("kb"))
+    report = base.ingest([DOCS], show_progress=False)
+    assert len(report.added) == 3
+    return base
+
+
+@pytest.fixture(scope="module")
+def assistant(kb) -> Assistant:
+    return Assistant(kb)
+
+
+def name(path: str) -> str:
+    return Path(path).name
+
+
+def test_answers_from_the_pdf_with_a_page_citation_a_route_and_a_guard_report(assistant):
+    answer = assistant.ask("How quickly must a lost laptop be reported?")
+    assert "2 hours" in answer.text
+    assert [(name(c.source), c.page, c.marker) for c in answer.citations][:1] == [("security-policy.pdf", 1, 1)]
+    assert f"[{answer.citations[0].marker}]" in answer.text
+    assert answer.routing is not None
+    assert answer.routing.route == "local"
+    assert answer.guard_report is not None
+    assert answer.guard_report.grounding is not None
+    assert answer.guard_report.grounding.verdict in ("supported", "partially_supported", "unsupported")
+    assert 0 < answer.timings["first_token_ms"] <= answer.timings["total_ms"]
+    assert not answer.abstained
+
+
+def test_says_so_when_the_documents_do_not_cover_the_question(assistant):
+    answer = assistant.ask("What is the capital of France?")
+    assert answer.abstained
+    assert answer.citations == []
+    assert answer.routing is None  # no model was asked
+    assert "Paris" not in answer.text
+
+
+def test_stream_yields_tokens_then_the_checked_answer(assistant):
+    events = list(assistant.stream("What does error code E42 mean?"))
+    tokens = [e for e in events if isinstance(e, TokenEvent)]
+    assert len(tokens) > 3
+    assert isinstance(events[-1], AnswerEvent)
+    assert sum(isinstance(e, AnswerEvent) for e in events) == 1
+    answer = events[-1].answer
+    assert "grid meter" in answer.text
+    assert [name(c.source) for c in answer.citations] == ["product-faq.txt"]
+    assert answer.text.startswith("".join(e.text for e in tokens).split(".")[0])
+
+
+def test_pii_in_the_question_is_found_and_reported(assistant):
+    answer = assistant.ask("What is the phone number of Dana Whitfield?")
+    assert answer.guard_report is not None
+    found = {f.entity_type for f in answer.guard_report.findings.get("input", [])}
+    assert "PERSON" in found
+    assert all(name(c.source) == "handbook.md" for c in answer.citations)
+
+
+def test_chat_follow_up_keeps_the_subject(kb):
+    chat = Assistant(kb)
+    first = chat.chat("How long is the GridBox 3 warranty?")
+    assert [name(c.source) for c in first.citations] == ["product-faq.txt"]
+    follow_up = chat.chat("How much does it weigh?")
+    assert "gridbox" in follow_up.query.lower()  # rewritten, or the previous question joined
+    assert follow_up.query != "How much does it weigh?"
+    assert all(name(c.source) == "product-faq.txt" for c in follow_up.citations)
+    assert len(chat.memory) == 2
+
+
+async def test_astream_streams_on_the_event_loop(assistant):
+    events = [e async for e in assistant.astream("What does error code E42 mean?")]
+    assert isinstance(events[0], TokenEvent)
+    assert isinstance(events[-1], AnswerEvent)
+
+
+@pytest.fixture(scope="module")
+def server():
+    with LlamaServer(resolve_model_path("smollm2-135m-instruct"), n_ctx=2048, n_threads=2) as running:
+        yield running
+
+
+def test_remote_route_from_config_answers_long_prompts_and_pii_stays_local(kb, server):
+    config = AssistantConfig(
+        remote={"base_url": server.base_url, "model": server.alias, "long_prompt_tokens": 10, "timeout_s": 240}
+    )
+    routed = Assistant(kb, config=config)
+    answer = routed.ask("How long is the GridBox 3 warranty?")
+    assert answer.routing is not None
+    assert (answer.routing.route, answer.routing.rule) == ("remote", "PreferLargeIfLong")
+    assert answer.text
+    private = routed.ask("What is the email address of Dana Whitfield?")
+    assert private.routing is not None
+    assert private.routing.route == "local"
+    assert "stays local" in private.routing.reason

@@ -1,0 +1,82 @@
+"""``slmkit ingest``, ``ask`` and ``chat`` as a user runs them: real processes, the packaged models, a fresh
+``$SLMKIT_HOME``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.model, pytest.mark.timeout(900)]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def slmkit(home: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SLMKIT_HOME": str(home)}
+    return subprocess.run(
+        [sys.executable, "-m", "slmkit", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("home")
+    first = slmkit(home, "ingest", "examples/docs")
+    assert first.returncode == 0, first.stderr
+    assert "3 added" in first.stdout
+    return home
+
+
+def test_ingest_again_only_checks(home):
+    again = slmkit(home, "ingest", "examples/docs")
+    assert again.returncode == 0
+    assert "0 added, 0 updated, 3 unchanged" in again.stdout
+
+
+def test_ask_streams_the_answer_then_sources_and_route(home):
+    out = slmkit(home, "ask", "How quickly must a lost laptop be reported?")
+    assert out.returncode == 0, out.stderr
+    answer, _, sources = out.stdout.partition("Sources:")
+    assert "2 hours" in answer
+    assert "[1] examples/docs/security-policy.pdf, p. 1" in sources
+    assert "route local:" in out.stderr
+    assert "first token" in out.stderr
+
+
+def test_ask_json_is_the_whole_answer(home):
+    import json
+
+    out = slmkit(home, "ask", "--json", "-q", "How long is the GridBox 3 warranty?")
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)
+    assert answer["citations"][0]["source"].endswith("product-faq.txt")
+    assert answer["routing"]["route"] == "local"
+
+
+def test_ask_outside_the_documents_says_so(home):
+    out = slmkit(home, "ask", "What is the capital of France?")
+    assert out.returncode == 0
+    assert "found nothing about this in the documents" in out.stdout
+    assert "Sources:" not in out.stdout
+
+
+def test_ask_without_a_knowledge_base_exits_1_with_advice(tmp_path):
+    out = slmkit(tmp_path, "ask", "How long is the warranty?")
+    assert out.returncode == 1
+    assert "slmkit ingest" in out.stderr
+
+
+def test_chat_answers_each_line_and_ends_cleanly_at_eof(home):
+    out = slmkit(home, "chat", "-q", stdin="How long is the GridBox 3 warranty?\n/reset\n")
+    assert out.returncode == 0, out.stderr
+    assert "product-faq.txt" in out.stdout
+    assert "(conversation forgotten)" in out.stdout
