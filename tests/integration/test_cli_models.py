@@ -37,14 +37,14 @@ def test_models_pull_without_ids_is_a_usage_error():
     assert "--all" in out.stderr
 
 
-def test_ask_streams_an_answer():
-    out = run("ask", "What is the capital of Italy? One word.", "--quiet", "--temperature", "0")
+def test_ask_without_documents_streams_an_answer():
+    out = run("ask", "--no-kb", "What is the capital of Italy? One word.", "--quiet", "--temperature", "0")
     assert out.returncode == 0, out.stderr
     assert "rome" in out.stdout.lower()
 
 
 def test_unknown_model_exits_1_with_the_fix():
-    out = run("ask", "hi", "--model", "gpt-17")
+    out = run("ask", "--no-kb", "hi", "--model", "gpt-17")
     assert out.returncode == 1
     assert "Unknown model id 'gpt-17'" in out.stderr
     assert "smollm2-135m-instruct" in out.stderr
