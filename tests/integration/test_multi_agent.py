@@ -139,7 +139,10 @@ def test_the_slm_splits_a_request_between_the_docs_and_tool_agents(server, recor
     for step in result.steps:
         assert step.guard_report is not None
         if step.agent == "docs":
-            assert step.abstained or step.citations
+            # Either the documents hold nothing, or the answer cites the passages it rests on; an answer (a 135M
+            # model's guess) that no passage covers gets no citation, and the grounding guard must not pass it.
+            grounding = step.guard_report.grounding
+            assert step.abstained or step.citations or (grounding is not None and grounding.verdict != "supported")
         else:
             assert step.routing is not None
             assert step.tool_runs

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-from pathlib import Path
-
 import pytest
 from langchain_core.language_models import FakeListChatModel
 from langchain_core.messages import AIMessage, BaseMessage
@@ -26,7 +23,33 @@ from slmkit.routing import (
     Semantic,
 )
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "routing" / "mmlu"
+# A small labelled set written for this test (label 1 = the strong route was needed), so it needs no data files.
+EASY = [f"What colour is a {thing}?" for thing in ("banana", "lemon", "cherry", "crow", "swan", "frog", "cloud")] + [
+    f"Say hello to {name}." for name in ("Ana", "Bo", "Cy", "Di", "Ed", "Flo", "Gus")
+]
+HARD = [
+    f"Prove that the {thing} is {claim}, step by step, with every lemma stated."
+    for thing, claim in (
+        ("sum of two odd integers", "even"),
+        ("square root of 2", "irrational"),
+        ("set of primes", "infinite"),
+        ("harmonic series", "divergent"),
+        ("product of two consecutive integers", "even"),
+        ("composition of two bijections", "a bijection"),
+        ("intersection of two subgroups", "a subgroup"),
+    )
+] + [
+    f"Derive the closed form of the {thing} and analyse its asymptotic complexity."
+    for thing in (
+        "Fibonacci recurrence",
+        "binary search cost",
+        "merge sort cost",
+        "Catalan numbers",
+        "Tower of Hanoi",
+        "quicksort average case",
+        "Ackermann growth",
+    )
+]
 
 
 class Recorder(FakeListChatModel):
@@ -61,17 +84,13 @@ def test_semantic_rule_with_the_packaged_embedder():
     assert code.signal("semantic").value >= 0.3
 
 
-def test_learned_router_defaults_train_on_mmlu_and_score_offline():
-    rows = []
-    for path in sorted(DATA.glob("mmlu_*.csv"))[:12]:
-        rows += list(csv.DictReader(path.open()))[:25]
-    prompts = [r["prompt"] for r in rows]
-    labels = [
-        int(r["mistralai/Mixtral-8x7B-Instruct-v0.1"] == "False" and r["gpt-4-1106-preview"] == "True") for r in rows
-    ]
+def test_learned_router_defaults_train_and_score_offline():
+    prompts = EASY + HARD
+    labels = [0] * len(EASY) + [1] * len(HARD)
     router = LearnedRouter().fit(prompts, labels, target_share=0.3)
     scores = router.scores(prompts[:20])
     assert all(0.0 <= s <= 1.0 for s in scores)
+    assert sum(router.scores(HARD)) / len(HARD) > sum(router.scores(EASY)) / len(EASY)
     assert 0.0 <= router.score("What is 2 + 2?") <= 1.0
     policy = RoutingPolicy(routes=two_routes(), rules=[Learned(router=router)])
     decision = RoutedChatModel(policy=policy).decide(prompts[0])
