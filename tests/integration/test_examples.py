@@ -23,6 +23,7 @@ EXPECTED: dict[str, list[str]] = {
     "langchain_chain.py": ["> How many paid vacation days", "route: ", "grounding: "],
     "langchain_agent.py": ["calls search_docs(", "[tool] ", "grounding: "],
     "routing_policy.py": ["[slm]", "[llm]", "4 requests: "],
+    "multi_agent.py": ["plan: ", " agent, ", "The LLM was called", "routing: "],
 }
 
 
