@@ -111,14 +111,8 @@ def _chat(args: argparse.Namespace) -> int:
 def _assistant(args: argparse.Namespace) -> Assistant | None:
     from slmkit.agent import Assistant, AssistantConfig
 
-    kb = _knowledge_base(args)
-    if not kb.exists():
-        print(
-            f"error: there is no knowledge base {kb.name!r} in {kb.path}. Add documents with `slmkit ingest PATH"
-            f"{'' if kb.name == 'default' else ' --kb ' + kb.name}` (e.g. `slmkit ingest examples/docs`), pass "
-            "--kb / --path, or ask the model alone with --no-kb.",
-            file=sys.stderr,
-        )
+    kb = _existing_knowledge_base(args, alternative="ask the model alone with --no-kb")
+    if kb is None:
         return None
     config = AssistantConfig(k=args.k, max_tokens=args.max_tokens, temperature=args.temperature)
     if args.model:
@@ -206,6 +200,21 @@ def _knowledge_base(args: argparse.Namespace) -> KnowledgeBase:
     return KnowledgeBase(name=args.kb, path=args.path, chroma_url=args.chroma_url)
 
 
+def _existing_knowledge_base(args: argparse.Namespace, alternative: str = "") -> KnowledgeBase | None:
+    """The knowledge base ``args`` name, or None after telling the user how to create it."""
+    kb = _knowledge_base(args)
+    if kb.exists():
+        return kb
+    option = "" if kb.name == "default" else f" --kb {kb.name}"
+    other = f", or {alternative}" if alternative else ""
+    print(
+        f"error: there is no knowledge base {kb.name!r} in {kb.path}. Add documents with `slmkit ingest PATH{option}` "
+        f"(e.g. `slmkit ingest examples/docs{option}`), pass --kb / --path{other}.",
+        file=sys.stderr,
+    )
+    return None
+
+
 def _ingest(args: argparse.Namespace) -> int:
     kb = _knowledge_base(args)
     report = kb.ingest(args.paths, show_progress=not args.quiet)
@@ -221,13 +230,8 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    kb = _knowledge_base(args)
-    if not kb.exists():
-        print(
-            f"error: there is no knowledge base {kb.name!r} in {kb.path}. Create it with `slmkit ingest PATH --kb "
-            f"{kb.name}`, or pass --path.",
-            file=sys.stderr,
-        )
+    kb = _existing_knowledge_base(args)
+    if kb is None:
         return EXIT_ERROR
     docs = kb.as_retriever(k=args.k).invoke(args.query)
     if args.json:
@@ -249,13 +253,8 @@ def _serve(args: argparse.Namespace) -> int:
     from slmkit.agent import Assistant, AssistantConfig
     from slmkit.agent.serve import bind, run_server, warm_up
 
-    kb = _knowledge_base(args)
-    if not kb.exists():
-        print(
-            f"error: there is no knowledge base {kb.name!r} in {kb.path}. Create it with `slmkit ingest PATH --kb "
-            f"{kb.name}`, or pass --kb / --path.",
-            file=sys.stderr,
-        )
+    kb = _existing_knowledge_base(args)
+    if kb is None:
         return EXIT_ERROR
     sock = bind(args.host, args.port)  # a taken port fails now, not after the model loaded
     config = AssistantConfig(max_tokens=args.max_tokens, **({"model": args.model} if args.model else {}))
