@@ -27,7 +27,7 @@ from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field
 
 from slmkit.core.config import cache_dir
-from slmkit.core.embeddings import DEFAULT_EMBEDDING_ID, packaged_model_dir
+from slmkit.core.embeddings import DEFAULT_EMBEDDING_ID, fast_tokenizer, packaged_model_dir, quiet_local_loading
 from slmkit.core.errors import ConfigurationError, MissingDependencyError
 
 if TYPE_CHECKING:
@@ -165,16 +165,13 @@ def _load_table(folder: str, path: str, show_progress: bool, batch_size: int) ->
 
 
 def _tokenizer(folder: str) -> Any:
+    """The fast tokenizer, untruncated: a long prompt is averaged whole (no position limit without a forward pass)."""
     try:
-        from tokenizers import Tokenizer
+        tokenizer = fast_tokenizer(folder)
     except ImportError as exc:
         raise MissingDependencyError("tokenizers", extra="routing", purpose="static embeddings") from exc
-    path = Path(folder) / "tokenizer.json"
-    if not path.is_file():
+    if tokenizer is None:
         raise ConfigurationError(f"{folder} has no tokenizer.json; StaticEmbeddings needs the fast tokenizer file.")
-    tokenizer = Tokenizer.from_file(str(path))
-    tokenizer.no_truncation()  # a long prompt is averaged whole: no position limit without a forward pass
-    tokenizer.no_padding()
     return tokenizer
 
 
@@ -205,20 +202,14 @@ def build_table(folder: str, *, show_progress: bool = True, batch_size: int = _B
     except ImportError as exc:
         raise MissingDependencyError("transformers", extra="retrieval", purpose="building static embeddings") from exc
     from tqdm.auto import tqdm
-    from transformers.utils import logging as hf_logging
 
     tokenizer = _tokenizer(folder)
     vocab_size = tokenizer.get_vocab_size()
     bos, eos = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     if bos is None or eos is None:
         raise ConfigurationError(f"{folder}: StaticEmbeddings distils BERT-style models ([CLS]/[SEP] tokens) only.")
-    bar_was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # its "Loading weights" bar is noise here
-    try:
+    with quiet_local_loading():
         model = AutoModel.from_pretrained(folder, local_files_only=True).eval()
-    finally:
-        if bar_was_on:
-            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
     rows = np.zeros((vocab_size, model.config.hidden_size), dtype=np.float32)
     bar = tqdm(total=vocab_size, desc="slmkit: distilling static embeddings", unit="tok", disable=not show_progress)
     with torch.inference_mode():

@@ -9,10 +9,11 @@ batches and L2-normalised, so a dot product is the cosine similarity. The defaul
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import util as importlib_util
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -120,16 +121,37 @@ def _load_model(folder: str, device: str) -> Any:
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
         raise MissingDependencyError("sentence-transformers", extra="retrieval", purpose="embeddings") from exc
+    with quiet_local_loading():
+        return SentenceTransformer(folder, device=device, local_files_only=True)
+
+
+@contextlib.contextmanager
+def quiet_local_loading() -> Iterator[None]:
+    """Load from a local folder: never ask the hub, and no "Loading weights" bar on every first query."""
     from transformers.utils import logging as hf_logging
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder never needs the hub; never let it try
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     bar_was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # a "Loading weights" bar on every first query is noise
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     try:
-        return SentenceTransformer(folder, device=device, local_files_only=True)
+        yield
     finally:
         if bar_was_on:
             hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
+
+
+def fast_tokenizer(folder: str | Path) -> Any | None:
+    """The model's ``tokenizer.json`` as a ``tokenizers.Tokenizer`` without truncation or padding (loads in
+    milliseconds, without torch); None when the folder has no such file."""
+    path = Path(folder) / "tokenizer.json"
+    if not path.is_file():
+        return None
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
 
 
 @functools.lru_cache(maxsize=4)
@@ -140,13 +162,8 @@ def _model_lock(folder: str, device: str) -> threading.Lock:
 
 @functools.lru_cache(maxsize=4)
 def _token_counter(folder: str) -> Callable[[str], int]:
-    path = Path(folder) / "tokenizer.json"
-    if path.is_file():  # the fast tokenizer alone loads in milliseconds, without torch
-        from tokenizers import Tokenizer
-
-        fast = Tokenizer.from_file(str(path))
-        fast.no_truncation()
-        fast.no_padding()
+    fast = fast_tokenizer(folder)
+    if fast is not None:
         return lambda text: len(fast.encode(text, add_special_tokens=False).ids)
     from transformers import AutoTokenizer
 
