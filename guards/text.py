@@ -108,8 +108,10 @@ def _clock(match: re.Match[str]) -> str:
 
 def _normal_number(token: str) -> str:
     if ":" in token:
-        hours, _, minutes = token.partition(":")
-        return f"{int(hours)}:{int(minutes.split(':')[0] or 0)}" if hours.isdigit() else token
+        parts = token.split(":")
+        if all(part.isdigit() for part in parts):  # a time of day, "07:30" or "7:30:15" -> "7:30"
+            return f"{int(parts[0])}:{int(parts[1])}"
+        return ":".join(_normal_number(part) for part in parts)  # a ratio, "1:4,000" -> "1:4000"
     plain = token.replace(",", "")
     try:
         value = float(plain)

@@ -28,6 +28,8 @@ def test_sentences_keep_offsets_and_skip_abbreviations():
         ("five died", ["5"]),
         ("open 5PM to 9:30 p.m.", ["17:0", "21:30"]),
         ("from 17:00", ["17:0"]),
+        ("at 7:30:15", ["7:30"]),
+        ("a ratio of 1:4,000,000 or 2.0:1", ["1:4000000", "2:1"]),  # not a time; used to raise ValueError
     ],
 )
 def test_numbers_are_normalised(text, expected):
