@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from slmkit.routing.budget import Budget
     from slmkit.routing.cascade import (
         Cascade,
+        CombinedConfidence,
         ConfidenceSignal,
         GroundingConfidence,
         LogprobConfidence,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Budget",
     "Cascade",
+    "CombinedConfidence",
     "ConfidenceSignal",
     "GroundingConfidence",
     "KeepLocalIfPII",
@@ -65,6 +67,7 @@ _LAZY = {
     "Budget": "slmkit.routing.budget",
     "Cascade": "slmkit.routing.cascade",
     "ConfidenceSignal": "slmkit.routing.cascade",
+    "CombinedConfidence": "slmkit.routing.cascade",
     "GroundingConfidence": "slmkit.routing.cascade",
     "LogprobConfidence": "slmkit.routing.cascade",
     "SelfCheckConfidence": "slmkit.routing.cascade",

@@ -10,13 +10,15 @@ Confidence signals, each a score in [0, 1] (None when it cannot judge):
 - :class:`SelfCheckConfidence`: the model (or a judge model) is asked whether the answer is correct; the score is
   its probability of "yes";
 - :class:`GroundingConfidence`: the grounding guard's support of the answer by the context in the conversation
-  (system and tool messages), for retrieval-augmented answers.
+  (system and tool messages), for retrieval-augmented answers;
+- :class:`CombinedConfidence`: a logistic combination of other signals, with weights fitted on labelled answers.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
@@ -26,7 +28,14 @@ from pydantic import ConfigDict, Field, model_validator
 from slmkit.core.config import SlmkitConfig
 from slmkit.routing.request import RoutingRequest, message_text
 
-__all__ = ["Cascade", "ConfidenceSignal", "GroundingConfidence", "LogprobConfidence", "SelfCheckConfidence"]
+__all__ = [
+    "Cascade",
+    "CombinedConfidence",
+    "ConfidenceSignal",
+    "GroundingConfidence",
+    "LogprobConfidence",
+    "SelfCheckConfidence",
+]
 
 Measure = Literal["geometric_mean_prob", "mean_prob", "min_prob"]
 
@@ -178,6 +187,50 @@ class GroundingConfidence(ConfidenceSignal):
             self.checker = GroundingGuard()
         result = self.checker.check(answer=message_text(answer), context=context, question=request.prompt)
         return float(result.score)
+
+
+class CombinedConfidence(ConfidenceSignal):
+    """A logistic combination of signals, ``sigmoid(bias + sum(weight * score))``: signals that fail on different
+    answers (token probabilities, grounding) rank answers better together than alone. Fit the weights on labelled
+    answers of the first route (e.g. a logistic regression of "answer correct"), not on the items you evaluate.
+
+    Example:
+        .. code-block:: python
+
+            CombinedConfidence(signals=[LogprobConfidence(), GroundingConfidence()], weights=[3.1, 2.4], bias=-2.9)
+    """
+
+    signals: list[ConfidenceSignal] = Field(min_length=1)
+    weights: list[float]
+    bias: float = 0.0
+    missing: float | None = None
+    """Score to use for a signal that cannot judge; None: the combination cannot judge either."""
+
+    @model_validator(mode="after")
+    def _one_weight_per_signal(self) -> CombinedConfidence:
+        if len(self.weights) != len(self.signals):
+            raise ValueError(
+                f"CombinedConfidence needs one weight per signal; got {len(self.weights)} weights for "
+                f"{len(self.signals)} signals."
+            )
+        return self
+
+    @property
+    def name(self) -> str:
+        return "combined(" + ", ".join(s.name for s in self.signals) + ")"
+
+    def combine(self, scores: Sequence[float | None]) -> float | None:
+        """The combined score of the signals' scores (in the order of ``signals``)."""
+        filled: list[float] = []
+        for s in scores:
+            if s is None and self.missing is None:
+                return None
+            filled.append(self.missing if s is None else s)  # type: ignore[arg-type]
+        z = self.bias + sum(w * s for w, s in zip(self.weights, filled, strict=True))
+        return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+
+    def score(self, request: RoutingRequest, answer: AIMessage, model: BaseChatModel) -> float | None:
+        return self.combine([signal.score(request, answer, model) for signal in self.signals])
 
 
 class Cascade(SlmkitConfig):
