@@ -6,7 +6,8 @@ One question:
              -> follow-up? (chat) -> standalone query (the model rewrites it; checked, else previous question + it)
              -> retriever (hybrid BM25 + dense); nothing above the relevance threshold -> "the documents do not
                 cover this" (abstained), no model call
-             -> a short excerpt of each passage -> prompt: instructions + numbered sources + question
+             -> a short excerpt of each passage -> prompt: instructions + numbered sources + question (a
+                statement is asked as "Is it true that ...?", ``claims``)
              -> model (a RoutedChatModel: the local SLM, or a remote route the policy picks) -> tokens, streamed
              -> citations decided from the text (``citations.attribute``), invalid markers removed
              -> output guards (grounding of each sentence in the excerpts; PII restored) -> Answer
@@ -35,6 +36,7 @@ from pydantic import Field
 from slmkit.agent.answer import Answer, AnswerEvent, Citation, TokenEvent
 from slmkit.agent.catalogue import DEFAULT_MODEL
 from slmkit.agent.citations import SentenceCap, attribute, strip_markers
+from slmkit.agent.claims import as_question
 from slmkit.agent.memory import ConversationMemory, check_rewrite, fallback_query, looks_like_follow_up
 from slmkit.agent.prompts import (
     DEFAULT_INSTRUCTIONS,
@@ -118,6 +120,9 @@ class AssistantConfig(SlmkitConfig):
     rewrite_followups: bool = True
     """Rewrite follow-up questions into standalone queries before retrieval."""
     rewrite_max_tokens: int = Field(default=40, ge=4)
+    claims_as_questions: bool = True
+    """A statement ("Vitamin D prevents fractures.") is put to the model as "Is it true that ...?": handed the bare
+    statement, a tiny model rarely says whether the sources support it (see ``slmkit.agent.claims``)."""
     min_citation_support: float = Field(default=0.5, ge=0.0, le=1.0)
     """Share of a sentence's words a passage must contain for the sentence to cite it."""
     remote: RemoteModelConfig | None = None
@@ -382,7 +387,8 @@ class Assistant(Runnable[AssistantInput, Answer | TokenEvent | AnswerEvent]):
 
         excerpts = [excerpt(p.page_content, query, cfg.passage_chars) for p in passages]
         recent = history[-2 * cfg.history_turns :] if cfg.history_turns else []
-        messages = answer_messages(asked, excerpts, instructions=cfg.instructions, history=recent)
+        prompt = as_question(asked) if cfg.claims_as_questions else asked
+        messages = answer_messages(prompt, excerpts, instructions=cfg.instructions, history=recent)
         mark = time.perf_counter()
         cap = SentenceCap(cfg.max_sentences)
         last: AIMessageChunk | None = None

@@ -106,7 +106,12 @@ def assistant_for(kb: KnowledgeBase, model: str, variant: str) -> Assistant:
 
 
 def run(
-    kb: KnowledgeBase, model: str, variant: str, evidence: list[dict[str, Any]], nei: list[dict[str, Any]]
+    kb: KnowledgeBase,
+    model: str,
+    variant: str,
+    evidence: list[dict[str, Any]],
+    nei: list[dict[str, Any]],
+    form: str = "question",
 ) -> dict[str, Any]:
     assistant = assistant_for(kb, model, variant)
     assistant.ask(
@@ -114,7 +119,7 @@ def run(
     )  # warm-up: loads every model
     rows = []
     for claim in [*evidence, *nei]:
-        answer = assistant.ask(question(claim["text"]))
+        answer = assistant.ask(question(claim["text"]) if form == "question" else claim["text"])
         docs = [doc_id(c.source) for c in answer.citations]
         shown = [doc_id(s) for s in _shown_sources(assistant, answer.query)]
         rows.append(
@@ -172,15 +177,17 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def report(results: dict[str, Any]) -> str:
     head = (
-        "| model | variant | claims (evidence / none) | verdict acc. | citation acc. (first) | citation acc. (any) "
-        "| shown@3 | abstained (no evidence) | abstained (evidence) | first token p50 | total p50 |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| model | variant | asked as | claims (evidence / none) | verdict acc. | citation acc. (first) "
+        "| citation acc. (any) | shown@3 | abstained (no evidence) | abstained (evidence) "
+        "| first token p50 | total p50 |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for entry in results.values():
         s = entry["summary"]
         lines.append(
-            f"| {entry['model']} | {entry['variant']} | {s['claims_with_evidence']} / {s['claims_without_evidence']} "
+            f"| {entry['model']} | {entry['variant']} | {entry.get('ask_as', 'question')} "
+            f"| {s['claims_with_evidence']} / {s['claims_without_evidence']} "
             f"| {s['verdict_accuracy']} | {s['citation_accuracy_first']} | {s['citation_accuracy_any']} "
             f"| {s['shown_at_k']} | {s['abstention_without_evidence']} | {s['abstention_with_evidence']} "
             f"| {s['first_token_p50_ms']:.0f} ms | {s['total_p50_ms']:.0f} ms |"
@@ -194,6 +201,12 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", choices=["guarded", "bare"], default=["guarded", "bare"])
     parser.add_argument("--limit", type=int, default=60, help="claims with evidence (spread over the id range)")
     parser.add_argument("--nei", type=int, default=20, help="claims without evidence")
+    parser.add_argument(
+        "--ask-as",
+        choices=["question", "claim"],
+        default="question",
+        help='"Is it true that <claim>?" or the claim as it is (the assistant asks a statement as that question)',
+    )
     parser.add_argument("--kb-path", type=Path, default=Path("/tmp/slmkit-scifact/kb"))
     parser.add_argument("--out", type=Path, default=WORK / "qa_scifact.json")
     parser.add_argument("--report", action="store_true", help="print the table of results so far and exit")
@@ -214,8 +227,9 @@ def main() -> None:
     evidence, nei = spread(evidence, args.limit), spread(nei, args.nei)
     for model in args.models:
         for variant in args.variants:
-            entry = run(kb, model, variant, evidence, nei)
-            results[f"{model}/{variant}"] = entry
+            entry = run(kb, model, variant, evidence, nei, args.ask_as)
+            entry["ask_as"] = args.ask_as
+            results[f"{model}/{variant}" + ("" if args.ask_as == "question" else f"/{args.ask_as}")] = entry
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(results, indent=1))
             print(json.dumps({k: entry[k] for k in ("model", "variant", "summary")}, indent=1))

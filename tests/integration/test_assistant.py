@@ -4,8 +4,11 @@ llama.cpp server as the remote route."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import BaseMessage
 
 from slmkit.agent import AnswerEvent, Assistant, AssistantConfig, TokenEvent, resolve_model_path
 from slmkit.retrieval import KnowledgeBase
@@ -44,6 +47,24 @@ def test_answers_from_the_pdf_with_a_page_citation_a_route_and_a_guard_report(as
     assert answer.guard_report.grounding.verdict in ("supported", "partially_supported", "unsupported")
     assert 0 < answer.timings["first_token_ms"] <= answer.timings["total_ms"]
     assert not answer.abstained
+
+
+class Prompts(BaseCallbackHandler):
+    """Records the messages each chat model is called with."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def on_chat_model_start(self, serialized: Any, messages: list[list[BaseMessage]], **kwargs: Any) -> None:
+        self.seen.extend(str(m.content) for batch in messages for m in batch)
+
+
+def test_a_statement_is_checked_as_a_question_and_cites_its_source(assistant):
+    prompts = Prompts()
+    answer = assistant.invoke("A lost laptop must be reported within 2 hours.", config={"callbacks": [prompts]})
+    assert any("Is it true that a lost laptop must be reported within 2 hours?" in content for content in prompts.seen)
+    assert not answer.abstained
+    assert [name(c.source) for c in answer.citations][:1] == ["security-policy.pdf"]
 
 
 def test_says_so_when_the_documents_do_not_cover_the_question(assistant):
