@@ -16,7 +16,15 @@ Signals: token log-prob geometric mean / mean / min (``response_metadata["confid
 (grounding guard's support of the answer by the paragraphs), ``SelfCheckConfidence`` (the 135M model judges itself;
 it sees the question and answer, not the paragraphs), and ``combined``: :class:`CombinedConfidence`, a logistic
 combination of log-prob geometric mean and grounding whose weights are fitted on a disjoint calibration set of
-``--calibration`` other HaluEval rows (only the small model runs on them), never on the evaluated items.
+``--calibration`` other HaluEval rows (only the small model runs on them), never on the evaluated items;
+``consistency``: :class:`ConsistencyConfidence`, the 135M model answers ``--samples`` more times at
+``--sample-temperature`` (seeds 0, 1, ...; same prompt and 32-token limit) and the score is the share of samples
+that agree with its greedy answer by token F1 >= 0.5 (chosen before the run because the 135M model answers in
+sentences, which rarely contain one another); ``consistency_containment`` scores the same samples by whole-word
+containment instead, for comparison (no extra calls); ``consistency_tiebreak`` breaks the ties of the discrete
+consistency score by the log-prob minimum (a fixed lexicographic rule, :class:`CombinedConfidence` with weights 10
+and 1, bias -5; nothing fitted). The samples are not cached; their wall time per item is reported against the wall
+time of one strong-route answer, timed on the first ``--time-strong`` items (re-asked, not from the cache).
 
 ``--task scifact``: SciFact claim verification. A fixed, seeded, label-balanced sample of train claims that have
 evidence; the prompt holds the claim and its evidence sentences (the rationale sentences of the cited abstract) and
@@ -42,8 +50,6 @@ import argparse
 import gzip
 import json
 import random
-import re
-import string
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -58,7 +64,14 @@ from sklearn.metrics import roc_auc_score
 from slmkit.agent import CATALOGUE, ChatLocalSLM
 from slmkit.core.errors import ConfigurationError
 from slmkit.routing import Cascade, LogprobConfidence, Route, RoutedChatModel, RoutingDecision, RoutingPolicy
-from slmkit.routing.cascade import CombinedConfidence, ConfidenceSignal, GroundingConfidence, SelfCheckConfidence
+from slmkit.routing.cascade import (
+    CombinedConfidence,
+    ConfidenceSignal,
+    ConsistencyConfidence,
+    GroundingConfidence,
+    SelfCheckConfidence,
+    answer_words,
+)
 from slmkit.routing.request import RoutingRequest, message_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,17 +168,11 @@ def halueval_answer(llm: Any, item: dict[str, Any]) -> tuple[str, Any]:
     return message_text(raw).strip(), raw
 
 
-def normalise(text: str) -> list[str]:
-    """SQuAD normalisation: lowercase, no punctuation, no articles, single spaces; returned as words."""
-    text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
-    return re.sub(r"\b(a|an|the)\b", " ", text).split()
-
-
 def contains_gold(prediction: str | None, gold: str) -> bool:
     """The normalised gold answer occurs in the normalised prediction as a contiguous run of whole words."""
     if prediction is None:
         return False
-    pred, want = normalise(prediction), normalise(gold)
+    pred, want = answer_words(prediction), answer_words(gold)
     if not want:
         return False
     return any(pred[i : i + len(want)] == want for i in range(len(pred) - len(want) + 1))
@@ -205,7 +212,17 @@ def fit_combination(records: list[dict[str, Any]], inputs: tuple[str, ...]) -> C
     )
 
 
-def signal_for(name: str, combined: CombinedConfidence | None = None) -> ConfidenceSignal:
+def tiebreak(consistency: ConsistencyConfidence) -> CombinedConfidence:
+    """Consistency first, the log-prob minimum only among equal consistency: a consistency step (10 / samples
+    >= 2 for up to 5 samples) outweighs the whole range of the minimum (weight 1). A fixed rule, nothing fitted."""
+    return CombinedConfidence(
+        signals=[consistency, LogprobConfidence(measure="min_prob")], weights=[10.0, 1.0], bias=-5.0
+    )
+
+
+def signal_for(
+    name: str, combined: CombinedConfidence | None = None, consistency: ConsistencyConfidence | None = None
+) -> ConfidenceSignal:
     """The ConfidenceSignal behind a record column, for the end-to-end run."""
     if name in LOGPROB_MEASURES:
         return LogprobConfidence(measure=name)  # type: ignore[arg-type]
@@ -217,6 +234,13 @@ def signal_for(name: str, combined: CombinedConfidence | None = None) -> Confide
         return SelfCheckConfidence()
     if name == "combined" and combined is not None:
         return combined
+    if consistency is not None:
+        if name == "consistency":
+            return consistency
+        if name == "consistency_containment":
+            return consistency.model_copy(update={"agreement": "containment"})
+        if name == "consistency_tiebreak":
+            return tiebreak(consistency)
     raise ValueError(f"no ConfidenceSignal for {name!r}")
 
 
@@ -232,6 +256,9 @@ def main() -> None:
     )
     parser.add_argument("--strong", default=default_strong, help="e.g. qwen2.5-coder-0.5b-instruct")
     parser.add_argument("--no-end-to-end", action="store_true", help="skip the RoutedChatModel run at 30%%")
+    parser.add_argument("--samples", type=int, default=5, help="halueval: sampled answers for the consistency signal")
+    parser.add_argument("--sample-temperature", type=float, default=0.7)
+    parser.add_argument("--time-strong", type=int, default=20, help="halueval: strong answers re-asked to time them")
     args = parser.parse_args()
     n = args.n or (200 if args.task == "halueval" else 120)
     halueval = args.task == "halueval"
@@ -246,6 +273,9 @@ def main() -> None:
         messages: Callable[[dict[str, Any]], list[Any]] = halueval_messages
         ask: Callable[[Any, dict[str, Any]], tuple[str | None, Any]] = halueval_answer
         extra: dict[str, ConfidenceSignal] = {"grounding": GroundingConfidence()}
+        consistency: ConsistencyConfidence | None = ConsistencyConfidence(
+            samples=args.samples, temperature=args.sample_temperature
+        )
         key = "halueval|"  # the scifact keys predate the second task and stay as they were
 
         def grade(prediction: str | None, item: dict[str, Any]) -> bool:
@@ -254,13 +284,16 @@ def main() -> None:
     else:
         sample, calibration = scifact_sample(n, args.seed), []
         messages, ask, key = scifact_messages, scifact_answer, ""
+        consistency = None  # structured yes/no answers; the 135M model says "yes" to 119 of 120 claims anyway
         extra = {"label_prob": LogprobConfidence(measure="geometric_mean_prob", values_only=True)}
 
         def grade(prediction: str | None, item: dict[str, Any]) -> bool:
             return prediction == item["label"]
 
-    def small_record(item: dict[str, Any]) -> dict[str, Any]:
+    def small_record(item: dict[str, Any], *, sampled: bool = False) -> dict[str, Any]:
+        t0 = time.perf_counter()
         prediction, raw = ask(small, item)
+        small_seconds = time.perf_counter() - t0
         request = RoutingRequest(messages(item))
         gold = item.get("right_answer", item.get("label"))
         record = {"id": item["id"], "gold": gold, "small": prediction, "small_ok": grade(prediction, item)}
@@ -270,12 +303,22 @@ def main() -> None:
             f"{key}self_check|{args.small}|{item['id']}",
             lambda request=request, raw=raw: self_check.score(request, raw, small),
         )
+        record["small_seconds"] = small_seconds
+        if sampled and consistency is not None:
+            t0 = time.perf_counter()
+            texts = consistency.sample(request, small) if answer_words(prediction or "") else []
+            record["consistency_seconds"] = time.perf_counter() - t0
+            record["samples"] = texts
+            for name, how in (("consistency", "token_f1"), ("consistency_containment", "containment")):
+                scorer = consistency.model_copy(update={"agreement": how})
+                record[name] = scorer.agreement_share(prediction or "", texts) if texts else 0.0
+            record["consistency_tiebreak"] = tiebreak(consistency).combine([record["consistency"], record["min_prob"]])
         return record
 
     records: list[dict[str, Any]] = []
     started = time.perf_counter()
     for i, item in enumerate(sample):
-        record = small_record(item)
+        record = small_record(item, sampled=True)
         record["strong"] = cache.get(f"{key}answer|{args.strong}|{item['id']}", lambda item=item: ask(strong, item)[0])
         record["strong_ok"] = grade(record["strong"], item)
         records.append(record)
@@ -285,6 +328,25 @@ def main() -> None:
     small_ok = np.asarray([r["small_ok"] for r in records])
     strong_ok = np.asarray([r["strong_ok"] for r in records])
     signals = [*LOGPROB_MEASURES, *extra, "self_check"]
+    cost = None
+    if consistency is not None:
+        signals += ["consistency", "consistency_containment", "consistency_tiebreak"]
+        strong.load()  # the load is not part of an answer's time
+        strong_seconds = []
+        for item in sample[: args.time_strong]:
+            t0 = time.perf_counter()
+            ask(strong, item)
+            strong_seconds.append(time.perf_counter() - t0)
+        per_item = float(np.mean([r["consistency_seconds"] for r in records]))
+        per_strong = float(np.mean(strong_seconds)) if strong_seconds else None
+        cost = {
+            "consistency_seconds_per_item": per_item,
+            "small_answer_seconds_per_item": float(np.mean([r["small_seconds"] for r in records])),
+            "strong_answer_seconds": per_strong,
+            "strong_items_timed": len(strong_seconds),
+            "consistency_over_strong": per_item / per_strong if per_strong else None,
+        }
+        print("cost:", json.dumps(cost), flush=True)
     combined = None
     if calibration:
         calibration_records = [small_record(item) for item in calibration]
@@ -300,11 +362,21 @@ def main() -> None:
     aurocs = {name: auroc(values(records, name), small_ok) for name in signals}
     at30 = {name: next(r for r in rows if r["share"] == 0.3) for name, rows in curves.items()}
     # the end-to-end run uses the best signal that needs no extra model call (the self-check costs one per answer)
+    # consistency and its variants cost extra calls too, but they are in the race: issue #5 asks whether they win
     best = max((s for s in signals if s != "self_check"), key=lambda s: at30[s]["gap_recovered"])
     end_to_end = None
     if not args.no_end_to_end:
         end_to_end = run_cascade(
-            small, strong, sample, records, best, signal_for(best, combined), messages, ask, grade, max_tokens
+            small,
+            strong,
+            sample,
+            records,
+            best,
+            signal_for(best, combined, consistency),
+            messages,
+            ask,
+            grade,
+            max_tokens,
         )
     result = {
         "task": args.task,
@@ -320,6 +392,10 @@ def main() -> None:
         "curves": curves,
         "at_30_percent": at30,
         "end_to_end": end_to_end,
+        "consistency": consistency.model_dump(include={"samples", "temperature", "seed", "agreement"})
+        if consistency
+        else None,
+        "cost": cost,
         "seconds_both_routes": round(seconds_both, 1),
     }
     suffix = ("" if args.task == "scifact" else f"_{args.task}") + (
@@ -380,6 +456,8 @@ def print_table(result: dict[str, Any]) -> None:
         au = result["auroc_small_correct"][name]
         gap = result["at_30_percent"][name]["gap_recovered"]
         print(f"| {name} | {'-' if au is None else f'{au:.3f}'} | {cells} | {gap:.0%} |")
+    if result.get("cost"):
+        print("cost:", json.dumps(result["cost"]))
     if result["end_to_end"]:
         print("end to end:", json.dumps(result["end_to_end"]))
 

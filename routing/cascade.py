@@ -11,13 +11,18 @@ Confidence signals, each a score in [0, 1] (None when it cannot judge):
   its probability of "yes";
 - :class:`GroundingConfidence`: the grounding guard's support of the answer by the context in the conversation
   (system and tool messages), for retrieval-augmented answers;
+- :class:`ConsistencyConfidence`: the route is asked again a few times at a temperature; the score is the share of
+  samples that agree with the answer (self-consistency);
 - :class:`CombinedConfidence`: a logistic combination of other signals, with weights fitted on labelled answers.
 """
 
 from __future__ import annotations
 
 import math
+import re
+import string
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -32,6 +37,7 @@ __all__ = [
     "Cascade",
     "CombinedConfidence",
     "ConfidenceSignal",
+    "ConsistencyConfidence",
     "GroundingConfidence",
     "LogprobConfidence",
     "SelfCheckConfidence",
@@ -187,6 +193,95 @@ class GroundingConfidence(ConfidenceSignal):
             self.checker = GroundingGuard()
         result = self.checker.check(answer=message_text(answer), context=context, question=request.prompt)
         return float(result.score)
+
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+Agreement = Literal["token_f1", "containment"]
+
+
+def answer_words(text: str) -> list[str]:
+    """SQuAD-style normalisation (lowercase, no punctuation, no articles), as words: "The Eiffel Tower." and
+    "eiffel tower" are the same answer."""
+    return _ARTICLES.sub(" ", text.lower().translate(_PUNCTUATION)).split()
+
+
+def token_f1(a: str, b: str) -> float:
+    """SQuAD token F1 of two answers: the harmonic mean of the shares of each one's normalised words (with
+    multiplicity) that the other one has; 0 if either is empty."""
+    x, y = answer_words(a), answer_words(b)
+    same = sum((Counter(x) & Counter(y)).values())
+    if not same:
+        return 0.0
+    precision, recall = same / len(x), same / len(y)
+    return 2 * precision * recall / (precision + recall)
+
+
+def answers_agree(a: str, b: str, how: Agreement = "token_f1") -> bool:
+    """Whether two answers say the same thing. ``token_f1``: token F1 >= 0.5 (two sentences that name the same
+    entity in different words still agree); ``containment``: one normalised answer occurs in the other as a
+    contiguous run of whole words ("Paris" and "It is Paris, France"; not "Paris" and "Parisian"). An empty answer
+    agrees with nothing."""
+    if how == "token_f1":
+        return token_f1(a, b) >= 0.5
+    x, y = answer_words(a), answer_words(b)
+    if not x or not y:
+        return False
+    short, long = (x, y) if len(x) <= len(y) else (y, x)
+    return any(long[i : i + len(short)] == short for i in range(len(long) - len(short) + 1))
+
+
+class ConsistencyConfidence(ConfidenceSignal):
+    """Self-consistency: the route answers the same request ``samples`` more times at ``temperature`` (seeds
+    ``seed``, ``seed + 1``, ...); the score is the share of samples that agree with the answer being judged
+    (:func:`answers_agree`, by default token F1 >= 0.5 after SQuAD normalisation). An answer the model would not
+    give again when it samples is one it is unsure of. Costs ``samples`` extra calls of the route; meant for short
+    free-text answers.
+
+    The sampling settings go to ``invoke`` as keyword arguments (``temperature``, ``seed``, ``max_tokens``), which
+    ``ChatLocalSLM`` and OpenAI-compatible models honour. A model that ignores them repeats its answer, so every
+    answer it can reproduce scores 1: the signal then only flags answers the model does not reproduce, and never
+    escalates the others. Set ``seed=None`` for APIs that reject a seed.
+
+    Example:
+        .. code-block:: python
+
+            Cascade(first="slm", then="llm", escalate_below=0.6, confidence=ConsistencyConfidence(samples=5))
+    """
+
+    samples: int = Field(default=5, ge=1)
+    temperature: float = Field(default=0.7, gt=0.0)
+    seed: int | None = 0
+    """Seed of the first sample (the others count up from it), so a score is reproducible; None: pass no seed."""
+    max_tokens: int | None = Field(default=None, ge=1)
+    """Limit of each sample; None: the route's own."""
+    agreement: Agreement = "token_f1"
+
+    @property
+    def name(self) -> str:
+        return f"consistency:{self.samples}@{self.temperature:g}:{self.agreement}"
+
+    def sample(self, request: RoutingRequest, model: BaseChatModel) -> list[str]:
+        """The texts of ``samples`` sampled answers of ``model`` to the request."""
+        texts = []
+        for i in range(self.samples):
+            settings: dict[str, Any] = {"temperature": self.temperature}
+            if self.seed is not None:
+                settings["seed"] = self.seed + i
+            if self.max_tokens is not None:
+                settings["max_tokens"] = self.max_tokens
+            texts.append(message_text(model.invoke(request.messages, **settings)))
+        return texts
+
+    def agreement_share(self, answer: str, samples: Sequence[str]) -> float:
+        """The share of ``samples`` that agree with ``answer``."""
+        return sum(answers_agree(answer, s, self.agreement) for s in samples) / len(samples)
+
+    def score(self, request: RoutingRequest, answer: AIMessage, model: BaseChatModel) -> float | None:
+        judged = message_text(answer)
+        if not answer_words(judged):
+            return 0.0  # nothing to agree with: as unsure as an answer gets
+        return self.agreement_share(judged, self.sample(request, model))
 
 
 class CombinedConfidence(ConfidenceSignal):
