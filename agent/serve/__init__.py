@@ -42,6 +42,7 @@ def create_app(assistant: Assistant, **kwargs: Any) -> FastAPI:
 def warm_up(assistant: Assistant, question: str = "What are these documents about?") -> None:
     """Load the local model, embedder, index and guards now (one answer of one token), so that the server is
     ready when it says so and the first request is as quick as the next."""
+    from slmkit.agent.claims import is_claim
     from slmkit.agent.serve.app import with_overrides
 
     routes = getattr(getattr(assistant.model, "policy", None), "routes", {})
@@ -49,6 +50,8 @@ def warm_up(assistant: Assistant, question: str = "What are these documents abou
         if callable(getattr(model, "load", None)):  # a ChatLocalSLM: loaded even if nothing is retrieved
             model.load()
     with_overrides(assistant, {"max_tokens": 1}).ask(question)
+    if assistant.config.claims_as_questions:
+        is_claim("These documents describe the company.")  # loads the tagger the first statement would wait for
 
 
 def bind(host: str, port: int) -> socket.socket:
