@@ -52,6 +52,14 @@ def test_ask_streams_the_answer_then_sources_and_route(home):
     assert "first token" in out.stderr
 
 
+def test_ask_a_statement_in_a_fresh_process_checks_it_against_the_documents(home):
+    # a fresh process: the statement tagger and the PII guard's thread both load spaCy (a race once crashed this)
+    out = slmkit(home, "ask", "Lost laptops must be reported within 2 hours.")
+    assert out.returncode == 0, out.stderr
+    assert "Sources:" in out.stdout
+    assert "security-policy.pdf" in out.stdout.partition("Sources:")[2]
+
+
 def test_ask_json_is_the_whole_answer(home):
     import json
 
