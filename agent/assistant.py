@@ -372,8 +372,6 @@ class Assistant(Runnable[AssistantInput, Answer | TokenEvent | AnswerEvent]):
         mark = time.perf_counter()
         passages = one_per_source(self.retriever.invoke(query, config=config, k=cfg.k * 3), cfg.k)
         timings["retrieve_ms"] = _ms(mark)
-        # before the PII guard's thread starts: both may import spaCy, and two threads importing it at once fail
-        prompt = as_question(asked) if cfg.claims_as_questions else asked
         # after retrieval, whose embedder would compete with it for the interpreter; llama.cpp mostly does not
         background = _Background(lambda: [g.check_input(question, call) for g in watchers]) if watchers else None
         report = call.report if self.guards else None
@@ -389,6 +387,7 @@ class Assistant(Runnable[AssistantInput, Answer | TokenEvent | AnswerEvent]):
 
         excerpts = [excerpt(p.page_content, query, cfg.passage_chars) for p in passages]
         recent = history[-2 * cfg.history_turns :] if cfg.history_turns else []
+        prompt = as_question(asked) if cfg.claims_as_questions else asked
         messages = answer_messages(prompt, excerpts, instructions=cfg.instructions, history=recent)
         mark = time.perf_counter()
         cap = SentenceCap(cfg.max_sentences)

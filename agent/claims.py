@@ -20,7 +20,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from slmkit.guards.presidio_engine import DEFAULT_SPACY_MODEL
+from slmkit.guards.presidio_engine import spacy_pipeline
 
 __all__ = ["as_question", "is_claim"]
 
@@ -74,26 +74,32 @@ _FIRST_WORD = re.compile(r"[\w'’-]+")
 
 def is_claim(text: str) -> bool:
     """Whether ``text`` states something (to be checked) rather than asks or instructs."""
-    stripped = text.strip()
-    first = _FIRST_WORD.match(stripped)
-    if not stripped or stripped.endswith("?") or first is None or first.group(0).lower() in _QUESTION_WORDS:
-        return False
-    tags = _tags(stripped)
-    if not tags or tags[0][1] in _INSTRUCTION:
-        return False
-    # the small tagger often takes a verb for a plural noun ("regimen results in"), so a full stop also marks a
-    # statement: keyword queries rarely end with one
-    return stripped.endswith(".") or any(tag in _FINITE_VERB for _, tag in tags)
+    return _claim_tags(text) is not None
 
 
 def as_question(text: str) -> str:
     """A claim as "Is it true that <claim>?"; anything else unchanged."""
-    if not is_claim(text):
+    tags = _claim_tags(text)
+    if tags is None:
         return text
     claim = text.strip().rstrip(".!;").rstrip()
-    first_word, first_tag = _tags(claim)[0]
+    first_word, first_tag = tags[0]
     keep_case = first_tag in _PROPER or any(c.isupper() for c in first_word[1:])  # a name or "APOE4"
     return f"Is it true that {claim if keep_case else claim[0].lower() + claim[1:]}?"
+
+
+def _claim_tags(text: str) -> list[tuple[str, str]] | None:
+    """The (word, tag) pairs of a claim, tagged once for both the decision and the phrasing; None if not a claim."""
+    stripped = text.strip()
+    first = _FIRST_WORD.match(stripped)
+    if not stripped or stripped.endswith("?") or first is None or first.group(0).lower() in _QUESTION_WORDS:
+        return None
+    tags = _tags(stripped)
+    if not tags or tags[0][1] in _INSTRUCTION:
+        return None
+    # the small tagger often takes a verb for a plural noun ("regimen results in"), so a full stop also marks a
+    # statement: keyword queries rarely end with one
+    return tags if stripped.endswith(".") or any(tag in _FINITE_VERB for _, tag in tags) else None
 
 
 def _tags(text: str) -> list[tuple[str, str]]:
@@ -105,9 +111,7 @@ def _tags(text: str) -> list[tuple[str, str]]:
 def _tagger() -> Any:
     """spaCy's tokenizer and tagger only (parser and NER off: a few ms per text); None without spaCy."""
     try:
-        import spacy
-
-        return spacy.load(DEFAULT_SPACY_MODEL, disable=["parser", "ner", "lemmatizer", "attribute_ruler"])
+        return spacy_pipeline(disable=["parser", "ner", "lemmatizer", "attribute_ruler"])
     except (ImportError, OSError) as exc:
         logger.info("No part-of-speech tagger (%s): statements are passed to the model as they are.", exc)
         return None

