@@ -6,11 +6,12 @@ A 135M model cites a wrong number, or none, as often as a right one, so citation
     each sentence -> its terms (stemmed content words and numbers) -> coverage by each passage
                      (the share of the sentence's terms the passage contains)
                   -> the passages the model named for it, if they cover it (>= min_support: the model's marker is
-                     valid), else the best-covering passage (the higher-ranked one on a tie) if it covers it,
-                     else none
+                     valid)
+                  -> else, if it only replies to the question (restates it, or says yes or no): the highest-ranked
+                     passage that covers the question (the retriever ranked them by relevance to this very
+                     question, which picks the source a reply rests on better than word overlap does)
+                  -> else the best-covering passage (the higher-ranked one on a tie) if it covers it, else none
     -> the answer with the kept markers at the end of their sentences, and the cited passages in order of first use
-    a sentence that only replies to the question (restates it, or says yes or no): the highest-ranked passage
-    that covers the question (the retriever ranked them by relevance to it)
 
 Only what the model saw counts: pass the excerpts from the prompt, not the whole passages.
 """
@@ -112,14 +113,14 @@ def attribute(
         own = terms(sentence.text)
         scores = [coverage(own, p) for p in passage_terms]
         chosen: list[int] = []
-        if len(own) >= min_terms and scores:
+        if len(own) >= min_terms:
             chosen = [n - 1 for n in dict.fromkeys(named) if 0 < n <= len(scores) and scores[n - 1] >= min_support]
-            if not chosen:
-                best = max(range(len(scores)), key=lambda i: (scores[i], -i))
-                if scores[best] >= min_support:
-                    chosen = [best]
         if not chosen and asked and _replies(sentence.text, own, asked, min_terms):
             chosen = _about_question(asked_scores, min_support)
+        if not chosen and len(own) >= min_terms and scores:
+            best = max(range(len(scores)), key=lambda i: (scores[i], -i))
+            if scores[best] >= min_support:
+                chosen = [best]
         removed += len(set(named)) - len({n for n in named if n - 1 in chosen})
         for i in chosen:
             if i not in cited:

@@ -66,6 +66,23 @@ def test_a_restatement_of_the_question_cites_the_passage_covering_the_question()
     assert result.cited == [1]
 
 
+def test_a_restatement_cites_the_top_ranked_passage_over_one_sharing_more_of_its_words():
+    # Passage 2 shares every word of the question by coincidence; passage 1 is what the retriever ranked first
+    # for it and is the one the reply is about.
+    passages = [
+        "Survey of liver transplant programs in 2001: a third required patients to stop methadone before listing.",
+        "In 2001, 32 liver transplant patients were asked to stop smoking; programs required no methadone data.",
+    ]
+    question = "Is it true that 32% of liver transplant programs required patients to stop methadone in 2001?"
+    answer = "No, it is not true that 32% of liver transplant programs required patients to stop methadone in 2001."
+    result = attribute(answer, passages, question=question)
+    assert (result.cited, result.text[-12:]) == ([0], "in 2001 [1].")
+    # A marker the model wrote itself is kept when its passage covers the sentence ...
+    assert attribute(answer[:-1] + " [2].", passages, question=question).cited == [1]
+    # ... and without the question the sentence is a claim of its own: the passage covering all of it.
+    assert attribute(answer, passages).cited == [1]
+
+
 def test_a_bare_reply_to_a_question_no_passage_covers_cites_nothing():
     assert attribute("No.", PASSAGES, question="Is the sky green today?").cited == []
 
