@@ -49,6 +49,7 @@ from slmkit.agent.prompts import (
 from slmkit.core.config import SlmkitConfig
 from slmkit.core.errors import KnowledgeBaseError, MissingDependencyError
 from slmkit.guards.base import Guard, GuardCall
+from slmkit.guards.text import words
 from slmkit.routing.decision import METADATA_KEY, RoutingDecision
 
 if TYPE_CHECKING:
@@ -113,6 +114,12 @@ class AssistantConfig(SlmkitConfig):
     the answer as abstained."""
     abstain_message: str = "I found nothing about this in the documents, so I cannot answer it from them."
     """The answer when nothing relevant was retrieved (no model call)."""
+    no_answer_message: str = (
+        "The model gave no answer in words (only source numbers or nothing). Ask again in other words, or use a "
+        "larger model."
+    )
+    """The answer when the model wrote no words at all (some small models reply with "[1] [2]" only): an empty
+    answer would look like a crash to whoever reads it."""
     history_turns: int = Field(default=1, ge=0)
     """Earlier turns shown to the model with the question (a tiny model loses its way in long histories)."""
     memory_turns: int = Field(default=8, ge=1)
@@ -411,8 +418,11 @@ class Assistant(Runnable[AssistantInput, Answer | TokenEvent | AnswerEvent]):
         mark = time.perf_counter()
         call.context = excerpts
         text = attribution.text
-        for guard in self.guards:
-            text = guard.check_output(text, call)
+        if not words(text):
+            text = cfg.no_answer_message  # nothing for the output guards to check
+        else:
+            for guard in self.guards:
+                text = guard.check_output(text, call)
         timings["guards_ms"] = guards_ms + waited + _ms(mark)
 
         abstained = cfg.refusal.rstrip(".").lower() in text.lower()

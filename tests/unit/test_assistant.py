@@ -124,6 +124,14 @@ def test_an_unsupported_answer_cites_nothing(kb):
     assert "[" not in answer.text
 
 
+@pytest.mark.parametrize("reply", ["[1] [2] [3]", " [1]. "])
+def test_an_answer_without_words_says_so_instead_of_being_empty(kb, reply):
+    answer = assistant(kb, reply).ask("How many vacation days does an employee have?")
+    assert answer.text == AssistantConfig().no_answer_message
+    assert answer.citations == []
+    assert answer.abstained is False
+
+
 def test_routing_decision_and_timings_are_in_the_answer(kb):
     answer = assistant(kb, "The battery stores 13.5 kWh of energy.").ask("How much energy does the battery store?")
     assert answer.routing is not None
