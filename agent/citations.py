@@ -134,7 +134,9 @@ def attribute(
 
 
 _NEW_TERMS = 3
-"""A sentence adding fewer terms than this to the question restates it."""
+_NEW_SHARE = 1 / 3
+"""A sentence adding fewer terms than ``_NEW_TERMS`` to the question, or fewer than ``_NEW_SHARE`` of its own
+terms, restates it: a long question restated picks up a few words ("compared with", "in patients")."""
 _REPLY_WORDS = frozenset({"yes", "no", "not", "true", "false", "correct", "incorrect"})
 
 
@@ -142,7 +144,7 @@ def _replies(sentence: str, own: set[str], asked: set[str], min_terms: int) -> b
     """Whether a sentence only replies to the question: it restates it ("it is true that <question>"), or it is
     too short to claim anything but says yes or no ("The answer is yes.")."""
     if len(own) >= min_terms:
-        return len(own - asked) < _NEW_TERMS
+        return len(own - asked) < max(_NEW_TERMS, _NEW_SHARE * len(own))
     return any(w.lower() in _REPLY_WORDS for w in words(sentence))
 
 

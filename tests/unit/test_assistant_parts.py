@@ -83,6 +83,23 @@ def test_a_restatement_cites_the_top_ranked_passage_over_one_sharing_more_of_its
     assert attribute(answer, passages).cited == [1]
 
 
+def test_a_long_restatement_with_a_few_new_words_is_still_a_reply():
+    # 3 of the sentence's 14 terms are new (fewer than a third): it restates the question, so it cites the
+    # top-ranked passage, not the one that also names the two countries.
+    passages = [
+        "The GridBox 3 battery keeps its 10-year warranty when installed outdoors, including cold regions.",
+        "Installers in northern Norway and Sweden mount the GridBox 3 battery outdoors; cold regions void no "
+        "warranty after 10 years.",
+    ]
+    question = "Does the GridBox 3 battery keep a 10-year warranty when installed outdoors in cold regions?"
+    answer = (
+        "Yes, the GridBox 3 battery keeps its 10-year warranty when installed outdoors in cold northern regions of "
+        "Norway and Sweden."
+    )
+    assert attribute(answer, passages, question=question).cited == [0]
+    assert attribute(answer, passages).cited == [1]
+
+
 def test_a_bare_reply_to_a_question_no_passage_covers_cites_nothing():
     assert attribute("No.", PASSAGES, question="Is the sky green today?").cited == []
 
