@@ -71,6 +71,7 @@ from slmkit.routing.cascade import (
     GroundingConfidence,
     SelfCheckConfidence,
     answer_words,
+    contains_answer,
 )
 from slmkit.routing.request import RoutingRequest, message_text
 
@@ -170,12 +171,7 @@ def halueval_answer(llm: Any, item: dict[str, Any]) -> tuple[str, Any]:
 
 def contains_gold(prediction: str | None, gold: str) -> bool:
     """The normalised gold answer occurs in the normalised prediction as a contiguous run of whole words."""
-    if prediction is None:
-        return False
-    pred, want = answer_words(prediction), answer_words(gold)
-    if not want:
-        return False
-    return any(pred[i : i + len(want)] == want for i in range(len(pred) - len(want) + 1))
+    return prediction is not None and contains_answer(prediction, gold)
 
 
 # -- analysis --------------------------------------------------------------------------------------------------------

@@ -224,11 +224,15 @@ def answers_agree(a: str, b: str, how: Agreement = "token_f1") -> bool:
     agrees with nothing."""
     if how == "token_f1":
         return token_f1(a, b) >= 0.5
-    x, y = answer_words(a), answer_words(b)
-    if not x or not y:
-        return False
-    short, long = (x, y) if len(x) <= len(y) else (y, x)
-    return any(long[i : i + len(short)] == short for i in range(len(long) - len(short) + 1))
+    shorter, longer = (a, b) if len(answer_words(a)) <= len(answer_words(b)) else (b, a)
+    return contains_answer(longer, shorter)
+
+
+def contains_answer(text: str, answer: str) -> bool:
+    """Whether the normalised ``answer`` occurs in the normalised ``text`` as a contiguous run of whole words
+    (False for an answer with no words)."""
+    within, want = answer_words(text), answer_words(answer)
+    return bool(want) and any(within[i : i + len(want)] == want for i in range(len(within) - len(want) + 1))
 
 
 class ConsistencyConfidence(ConfidenceSignal):
