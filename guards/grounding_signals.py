@@ -27,7 +27,7 @@ import numpy as np
 
 from slmkit.core.embeddings import embed_texts
 from slmkit.guards.base import ContextItem, context_text
-from slmkit.guards.text import Sentence, content_words, numbers, split_sentences, stem, words
+from slmkit.guards.text import STOPWORDS, Sentence, content_words, numbers, split_sentences, stem, words
 
 __all__ = [
     "ContextIndex",
@@ -120,7 +120,8 @@ def lexical_features(sentences: Sequence[Sentence], index: ContextIndex) -> np.n
         local_coverage = float(np.mean([w in local for w in content])) if content else 1.0
         nums = numbers(sentence.text)
         number_support = float(np.mean([n in index.numbers for n in nums])) if nums else 1.0
-        names = [stem(w) for w in words(sentence.text)[1:] if w[0].isupper()]
+        # a capitalised stop word ("the IT desk", "the WHO") is never in the vocabulary of content words
+        names = [stem(w) for w in words(sentence.text)[1:] if w[0].isupper() and w.lower() not in STOPWORDS]
         name_support = float(np.mean([n in index.vocabulary for n in names])) if names else 1.0
         rows.append((coverage, local_coverage, number_support, name_support))
     return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(LEXICAL_FEATURES))

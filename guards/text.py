@@ -1,13 +1,18 @@
 """Plain-text helpers for grounding: sentences with offsets, content words, numbers, citation markers.
 
-Kept dependency-free (regular expressions only) so the lexical signal costs microseconds and behaves the same on
-every machine.
+Regular expressions plus the Snowball English stemmer (PyStemmer, the one BM25 uses), so the lexical signal costs
+microseconds and a word matches its inflections the way it does in retrieval.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+import threading
 from dataclasses import dataclass
+from typing import Any
+
+from slmkit.core.errors import MissingDependencyError
 
 __all__ = [
     "STOPWORDS",
@@ -73,13 +78,28 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text)
 
 
+@functools.lru_cache(maxsize=65536)
 def stem(word: str) -> str:
-    """A light suffix-stripping stemmer: enough to match "closed" with "closes" without a dependency."""
-    w = word.lower()
-    for suffix in ("ings", "ing", "ied", "ies", "ed", "es", "s", "ly"):
-        if len(w) > len(suffix) + 3 and w.endswith(suffix):
-            return w[: -len(suffix)] + ("y" if suffix in ("ied", "ies") else "")
-    return w
+    """Snowball stem of the lower-cased word: "outcome", "outcomes" -> "outcom"; "increase", "increased" ->
+    "increas". A suffix-stripper without the Snowball rules matched "outcomes" but not "outcome", which cost
+    citations whose source used the other form."""
+    stemmer = _stemmer()
+    with _STEMMER_LOCK:  # a PyStemmer object is not thread-safe
+        return str(stemmer.stemWord(word.lower()))
+
+
+_STEMMER_LOCK = threading.Lock()
+
+
+@functools.cache
+def _stemmer() -> Any:
+    try:
+        import Stemmer
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "PyStemmer", extra="guards", purpose="matching words with their inflections"
+        ) from exc
+    return Stemmer.Stemmer("english")
 
 
 def content_words(text: str) -> list[str]:

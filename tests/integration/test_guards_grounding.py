@@ -57,6 +57,19 @@ def test_every_supported_answer_outranks_every_unsupported_one(guard):
     assert min(good) > max(bad)
 
 
+def test_a_capitalised_stop_word_is_not_an_unsupported_name(guard):
+    # "IT" is "it" once lower-cased: a stop word, so never among the context's content words. It used to count as
+    # a name the context lacks, and the README's own answer scored "unsupported".
+    context = [
+        "2. Laptops. Every laptop uses full-disk encryption and locks its screen after 5 minutes without use. A lost "
+        "or stolen laptop must be reported to the IT service desk within 2 hours."
+    ]
+    answer = "A lost laptop must be reported to the IT service desk within 2 hours."
+    result = guard.check(answer=answer, context=context, question="How quickly must a lost laptop be reported?")
+    assert result.sentences[0].signals["name_support"] == 1.0
+    assert result.verdict == "supported", result
+
+
 def test_mixed_answer_actions():
     answer = f"{SUPPORTED[0]} {UNSUPPORTED[0]}"
     drop = GroundingGuard(action="drop")

@@ -100,6 +100,18 @@ def test_a_long_restatement_with_a_few_new_words_is_still_a_reply():
     assert attribute(answer, passages).cited == [1]
 
 
+def test_a_reply_cites_a_source_that_words_the_question_differently():
+    # The top-ranked source says "outcome" where the question says "outcomes" (a SciFact claim): a stemmer that
+    # matched only one form left it covering a fifth of the question, and the reply cited the second source.
+    passages = [
+        "Stable partnership and outcome in HIV infected patients receiving antiretroviral therapy.",
+        "Caregiver burden in HIV-positive partners of men with AIDS.",
+    ]
+    question = "Is it true that having a main partner worsens HIV outcomes?"
+    answer = "Based on the provided sources, it is not true that having a main partner worsens HIV outcomes."
+    assert attribute(answer, passages, question=question).cited == [0]
+
+
 def test_a_bare_reply_to_a_question_no_passage_covers_cites_nothing():
     assert attribute("No.", PASSAGES, question="Is the sky green today?").cited == []
 

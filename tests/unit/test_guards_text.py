@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from slmkit.guards.recognizers import iban_valid, luhn_valid
-from slmkit.guards.text import citations, numbers, split_sentences
+from slmkit.guards.text import citations, content_words, numbers, split_sentences, stem
 
 
 def test_sentences_keep_offsets_and_skip_abbreviations():
@@ -34,6 +34,28 @@ def test_sentences_keep_offsets_and_skip_abbreviations():
 )
 def test_numbers_are_normalised(text, expected):
     assert numbers(text) == expected
+
+
+@pytest.mark.parametrize(
+    "forms",
+    [
+        ("outcome", "outcomes", "Outcome"),
+        ("increase", "increased", "increases", "increasing"),
+        ("study", "studies", "studied"),
+        ("close", "closed", "closes"),
+    ],
+)
+def test_stem_matches_inflections(forms):
+    assert len({stem(w) for w in forms}) == 1
+
+
+def test_content_words_keep_different_words_apart():
+    assert content_words("The partner improves outcomes of the partnership") == [
+        "partner",
+        "improv",
+        "outcom",
+        "partnership",
+    ]
 
 
 def test_citation_markers():
