@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import functools
 import re
-import threading
 from dataclasses import dataclass
-from typing import Any
 
-from slmkit.core.errors import MissingDependencyError
+from slmkit.core.stemming import stem_words
 
 __all__ = [
     "STOPWORDS",
@@ -83,23 +81,7 @@ def stem(word: str) -> str:
     """Snowball stem of the lower-cased word: "outcome", "outcomes" -> "outcom"; "increase", "increased" ->
     "increas". A suffix-stripper without the Snowball rules matched "outcomes" but not "outcome", which cost
     citations whose source used the other form."""
-    stemmer = _stemmer()
-    with _STEMMER_LOCK:  # a PyStemmer object is not thread-safe
-        return str(stemmer.stemWord(word.lower()))
-
-
-_STEMMER_LOCK = threading.Lock()
-
-
-@functools.cache
-def _stemmer() -> Any:
-    try:
-        import Stemmer
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "PyStemmer", extra="guards", purpose="matching words with their inflections"
-        ) from exc
-    return Stemmer.Stemmer("english")
+    return stem_words([word.lower()])[0]
 
 
 def content_words(text: str) -> list[str]:

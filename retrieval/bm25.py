@@ -14,11 +14,11 @@ from __future__ import annotations
 import functools
 import json
 import re
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from slmkit.core.errors import MissingDependencyError
+from slmkit.core.stemming import stem_words
 
 if TYPE_CHECKING:
     import numpy as np
@@ -30,22 +30,18 @@ _IDS_FILE = "ids.json"
 
 
 @functools.lru_cache(maxsize=1)
-def _analysis() -> tuple[Any, frozenset[str], threading.Lock]:
+def _stopwords() -> frozenset[str]:
     try:
-        import Stemmer
         from bm25s.stopwords import STOPWORDS_EN
     except ImportError as exc:
-        raise MissingDependencyError("bm25s and PyStemmer", extra="retrieval", purpose="BM25 search") from exc
-    # A PyStemmer object is not thread-safe; async retrieval runs queries on executor threads.
-    return Stemmer.Stemmer("english"), frozenset(STOPWORDS_EN), threading.Lock()
+        raise MissingDependencyError("bm25s", extra="retrieval", purpose="BM25 search") from exc
+    return frozenset(STOPWORDS_EN)
 
 
 def terms(text: str) -> list[str]:
     """BM25 terms of ``text``: lower-cased words of two or more characters, stop words out, stemmed."""
-    stemmer, stopwords, lock = _analysis()
-    words = [w for w in _WORD.findall(text.lower()) if w not in stopwords]
-    with lock:
-        return list(stemmer.stemWords(words))
+    stopwords = _stopwords()
+    return stem_words([w for w in _WORD.findall(text.lower()) if w not in stopwords])
 
 
 class BM25Index:
