@@ -224,14 +224,17 @@ def answers_agree(a: str, b: str, how: Agreement = "token_f1") -> bool:
     agrees with nothing."""
     if how == "token_f1":
         return token_f1(a, b) >= 0.5
-    shorter, longer = (a, b) if len(answer_words(a)) <= len(answer_words(b)) else (b, a)
-    return contains_answer(longer, shorter)
+    x, y = answer_words(a), answer_words(b)
+    return _occurs_in(y, x) if len(x) <= len(y) else _occurs_in(x, y)
 
 
 def contains_answer(text: str, answer: str) -> bool:
     """Whether the normalised ``answer`` occurs in the normalised ``text`` as a contiguous run of whole words
     (False for an answer with no words)."""
-    within, want = answer_words(text), answer_words(answer)
+    return _occurs_in(answer_words(text), answer_words(answer))
+
+
+def _occurs_in(within: list[str], want: list[str]) -> bool:
     return bool(want) and any(within[i : i + len(want)] == want for i in range(len(within) - len(want) + 1))
 
 
