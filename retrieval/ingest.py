@@ -17,6 +17,13 @@ so the same chunk always gets the same id and re-ingestion can never duplicate i
 
 A crash anywhere leaves Chroma with at most some extra chunks of pending files; :func:`reconcile` deletes those on
 the next open, and the next ``ingest`` redoes whatever was not committed. Nothing is duplicated or lost.
+
+Bad files: every file that cannot be ingested is one ``SkippedFile`` and the rest goes on. Files are read only
+through :func:`~slmkit.retrieval.loaders.open_regular`, so FIFOs, devices and sockets (or symlinks to them, such as
+``/dev/zero``) are listed as ``special`` without being read; a file that changes or disappears between planning and
+reading is skipped (``unreadable``) and picked up by the next run. Sources are keyed by
+:func:`~slmkit.retrieval.loaders.source_name`, so a file name that is not valid UTF-8 is ingested under its
+``\\xNN``-escaped name, and found unchanged next time. A folder that cannot be listed keeps its ingested files.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -34,7 +42,15 @@ from pydantic import BaseModel, Field
 
 from slmkit.core.errors import DocumentLoadError
 from slmkit.retrieval.bm25 import terms
-from slmkit.retrieval.loaders import is_supported, load_file
+from slmkit.retrieval.loaders import (
+    check_unchanged,
+    file_kind,
+    is_supported,
+    load_file,
+    open_regular,
+    source_name,
+    unreadable_reason,
+)
 from slmkit.retrieval.manifest import ChunkRow, Manifest, SourceRecord
 
 if TYPE_CHECKING:
@@ -44,15 +60,21 @@ if TYPE_CHECKING:
     from slmkit.retrieval.splitting import Splitter
     from slmkit.retrieval.store import ChunkStore
 
-__all__ = ["IngestReport", "SkippedFile", "ingest", "reconcile"]
+__all__ = ["IngestReport", "SkipKind", "SkippedFile", "ingest", "reconcile"]
+
+SkipKind = Literal["missing", "unsupported", "special", "unreadable"]
+"""Why a file was skipped: ``missing`` (a given path does not exist), ``unsupported`` (not a document type slmkit
+reads), ``special`` (a FIFO, device, socket or folder link: not a file at all), ``unreadable`` (a document that
+could not be read: permissions, corrupt, changed or vanished while read, a folder that cannot be listed)."""
 
 
 class SkippedFile(BaseModel):
     """A file that was not ingested, and why."""
 
     path: str
+    """The path as text (see ``source_name``: undecodable bytes of a file name as ``\\xNN``)."""
     reason: str
-    kind: Literal["missing", "unsupported", "unreadable"]
+    kind: SkipKind
 
 
 class IngestReport(BaseModel):
@@ -71,6 +93,8 @@ class IngestReport(BaseModel):
 
 @dataclasses.dataclass(frozen=True)
 class _Todo:
+    file: Path
+    """The file on disk (its name may hold undecodable bytes; ``record.path`` is its ``source_name``)."""
     record: SourceRecord
     """The file as found now (its chunk count is filled in once split)."""
     new: bool
@@ -91,24 +115,30 @@ def _abspath(path: str | os.PathLike[str]) -> Path:
     return Path(os.path.abspath(Path(path).expanduser()))
 
 
-def _walk(folder: Path) -> Iterator[Path]:
-    for root, dirs, files in os.walk(folder):
+def _walk(folder: Path, on_error: Callable[[OSError], None]) -> Iterator[Path]:
+    """Every non-hidden entry that is not a folder, recursively; folders that cannot be listed go to ``on_error``."""
+    for root, dirs, files in os.walk(folder, onerror=on_error):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             if not name.startswith("."):
                 yield Path(root) / name
 
 
-def _under(source: str, scope: Path) -> bool:
-    return source == str(scope) or source.startswith(str(scope) + os.sep)
+def _under(source: str, scope: str) -> bool:
+    return source == scope or source.startswith(scope + os.sep)
 
 
-def _sha256(path: Path) -> str:
+def _sha256(path: Path) -> tuple[str, os.stat_result]:
+    """The file's SHA-256 and its status as hashed; ``DocumentLoadError`` if it is not a regular file, or changed
+    while it was read (a file still being written must not be recorded under a hash of half its content)."""
     digest = hashlib.sha256()
-    with path.open("rb") as fh:
+    read = 0
+    with open_regular(path) as (fh, st):
         while block := fh.read(1 << 20):
             digest.update(block)
-    return digest.hexdigest()
+            read += len(block)
+        check_unchanged(fh, st, read, path)
+    return digest.hexdigest(), st
 
 
 def chunk_ids(chunks: list[Document]) -> list[str]:
@@ -143,60 +173,92 @@ class _Ingestion:
 
     def plan(self, paths: Iterable[str | os.PathLike[str]]) -> tuple[list[_Todo], list[str]]:
         """Files to (re)ingest, and sources to remove."""
-        files: set[Path] = set()
-        scopes: list[Path] = []
+        files: dict[str, Path] = {}  # source name -> the file
+        scopes: list[str] = []  # folders whose vanished sources go
+        unlisted: list[str] = []  # folders that could not be listed: their sources stay
+
+        def unlistable(exc: OSError) -> None:
+            folder = Path(exc.filename)
+            unlisted.append(source_name(folder))
+            self._skip(folder, f"folder cannot be listed: {exc.strerror or exc}", "unreadable")
+
         for given in paths:
             path = _abspath(given)
-            if path.is_file():
-                files.add(path)
-                continue
-            scopes.append(path)  # a folder, or a path that no longer exists: its sources may go
             if path.is_dir():
-                files.update(_walk(path))
-            elif not any(_under(s, path) for s in self.manifest.source_paths()):
-                self._skip(path, "no such file or folder", "missing")
-        todo = [item for path in sorted(files) if (item := self._compare(path)) is not None]
-        kept = {str(p) for p in files}
-        removed = [s for s in self.manifest.source_paths() if s not in kept and any(_under(s, d) for d in scopes)]
+                scopes.append(source_name(path))
+                for found in _walk(path, unlistable):
+                    self._add(files, found)
+            elif os.path.lexists(path):  # a file of any kind, or a broken link: compared (and reported) below
+                self._add(files, path)
+            else:  # a path that no longer exists: its sources go
+                scopes.append(source_name(path))
+                if not any(_under(s, source_name(path)) for s in self.manifest.source_paths()):
+                    self._skip(path, "no such file or folder", "missing")
+        todo = [item for key, path in sorted(files.items()) if (item := self._compare(key, path)) is not None]
+        removed = [
+            s
+            for s in self.manifest.source_paths()
+            if s not in files and any(_under(s, d) for d in scopes) and not any(_under(s, d) for d in unlisted)
+        ]
         return todo, removed
 
-    def _compare(self, path: Path) -> _Todo | None:
+    def _add(self, files: dict[str, Path], path: Path) -> None:
+        """Add ``path`` under its source name, unless that name is already another file's (see ``source_name``)."""
+        key = source_name(path)
+        other = files.get(key)
+        if other is None or other == path:
+            files[key] = path
+            return
+        keep, drop = (path, other) if str(path) == key else (other, path)  # keep the one with a valid name
+        files[key] = keep
+        self._skip(
+            drop,
+            "its name is not valid UTF-8, and written with \\x escapes it names another file: rename it",
+            "unreadable",
+        )
+
+    def _compare(self, key: str, path: Path) -> _Todo | None:
         """A file's work item, or ``None`` when it is unchanged or cannot be considered."""
         if not is_supported(path):
             self._skip(path, f"unsupported file type {path.suffix or '(none)'!r}", "unsupported")
             return None
-        record = self.manifest.source(str(path))
         try:
             st = path.stat()
-            if (
-                record
-                and record.settings == self.settings
-                and (record.size, record.mtime_ns)
-                == (
-                    st.st_size,
-                    st.st_mtime_ns,
-                )
-            ):
-                self.report.unchanged += 1
-                return None
-            sha = _sha256(path)
         except OSError as exc:
-            self._skip(path, f"cannot be read: {exc.strerror or exc}", "unreadable")
+            self._skip(path, f"cannot be read: {unreadable_reason(path, exc)}", "unreadable")
             return None
-        if record and record.settings == self.settings and record.sha256 == sha:
-            self.manifest.touch(str(path), st.st_size, st.st_mtime_ns)
+        if not stat.S_ISREG(st.st_mode):  # never opened: a FIFO would block, /dev/zero never end
+            self._skip(path, f"{file_kind(st.st_mode)}, not a regular file", "special")
+            return None
+        record = self.manifest.source(key)
+        current = record is not None and record.settings == self.settings
+        if record and current and (record.size, record.mtime_ns) == (st.st_size, st.st_mtime_ns):
             self.report.unchanged += 1
             return None
-        return _Todo(SourceRecord(str(path), st.st_size, st.st_mtime_ns, sha, self.settings, 0), new=record is None)
+        try:
+            sha, st = _sha256(path)
+        except DocumentLoadError as exc:  # changed while hashed, or swapped for a FIFO since the stat
+            self._skip(path, str(exc), "unreadable")
+            return None
+        except OSError as exc:
+            self._skip(path, f"cannot be read: {unreadable_reason(path, exc)}", "unreadable")
+            return None
+        if record and current and record.sha256 == sha:
+            self.manifest.touch(key, st.st_size, st.st_mtime_ns)
+            self.report.unchanged += 1
+            return None
+        found = SourceRecord(key, st.st_size, st.st_mtime_ns, sha, self.settings, 0)
+        return _Todo(path, found, new=record is None)
 
-    def _skip(self, path: Path, reason: str, kind: Literal["missing", "unsupported", "unreadable"]) -> None:
-        self.report.skipped.append(SkippedFile(path=str(path), reason=reason, kind=kind))
+    def _skip(self, path: Path, reason: str, kind: SkipKind) -> None:
+        self.report.skipped.append(SkippedFile(path=source_name(path), reason=reason, kind=kind))
 
     def prepare(self, todo: _Todo) -> _Prepared | None:
         """Load, split and identify one file's chunks (``None`` when it cannot be read: reported, skipped)."""
-        path = Path(todo.record.path)
+        path = todo.file
         try:
             chunks = self.splitter.split(load_file(path))
+            self._check_still(todo)
         except DocumentLoadError as exc:
             self._skip(path, str(exc), "unreadable")
             return None
@@ -207,6 +269,19 @@ class _Ingestion:
         ]
         record = dataclasses.replace(todo.record, chunks=len(chunks))
         return _Prepared(record, ids, [c.page_content for c in chunks], [c.metadata for c in chunks], rows, todo.new)
+
+    def _check_still(self, todo: _Todo) -> None:
+        """Raise unless the file is still as planned: what was loaded must be what its record (hash) describes."""
+        record = todo.record
+        try:
+            st = todo.file.stat()
+        except OSError as exc:
+            raise DocumentLoadError(f"{record.path} cannot be read: {unreadable_reason(todo.file, exc)}.") from exc
+        if (st.st_size, st.st_mtime_ns) != (record.size, record.mtime_ns):
+            raise DocumentLoadError(
+                f"{record.path} changed while it was being ingested ({record.size} -> {st.st_size} bytes): run "
+                "ingest again once it is completely written."
+            )
 
     def flush(self, batch: list[_Prepared]) -> None:
         if not batch:
@@ -269,6 +344,7 @@ def ingest(
     """Bring the knowledge base in line with ``paths`` (files and folders); see the module docstring."""
     started = time.perf_counter()
     run = _Ingestion(manifest, store, embed, splitter, settings, batch_chunks)
+    run.report.chunks_removed += _drop_orphans(manifest, store)
     todo, removed = run.plan(paths)
     run.remove(removed)
     batch: list[_Prepared] = []
@@ -291,6 +367,21 @@ def _progress(items: list[_Todo], show: bool) -> Iterable[_Todo]:
     from tqdm.auto import tqdm
 
     return tqdm(items, desc="ingesting", unit="file", leave=False)
+
+
+def _drop_orphans(manifest: Manifest, store: ChunkStore) -> int:
+    """Delete the chunks of an embedded collection that outlived its manifest; how many.
+
+    A manifest that never committed (and has nothing pending) over a collection holding chunks means the manifest was
+    lost (moved away when corrupt, deleted): no manifest lists those chunks, yet dense search would keep finding
+    them. Every file is embedded again on this first ingestion anyway. A Chroma server is left alone: another
+    machine's manifest may own its collection.
+    """
+    if store.url is not None or manifest.generation or manifest.pending():
+        return 0
+    orphans = store.ids()
+    store.delete(sorted(orphans))
+    return len(orphans)
 
 
 def reconcile(manifest: Manifest, store: ChunkStore) -> None:

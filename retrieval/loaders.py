@@ -10,28 +10,103 @@ Metadata of every document: ``source`` (the absolute path as given), ``format`` 
 normalised to ``\\n``), which for ``.txt`` and ``.md`` is the file's own text.
 
 A file that cannot be read raises :class:`~slmkit.core.errors.DocumentLoadError` with the reason; ingestion
-reports it and goes on with the other files.
+reports it and goes on with the other files. Every loader reads the file once, through :func:`read_regular_file`:
+a FIFO, a device or a socket is refused before it is read (reading one would block, or never end), and a file that
+changes while it is read is refused rather than half-ingested.
+
+A file name that is not valid UTF-8 (possible on Linux) is kept as :func:`source_name` writes it, with ``\\xNN``
+escapes for the bytes that do not decode: the ``source`` every store and every message uses must be text.
 """
 
 from __future__ import annotations
 
+import io
+import os
 import re
-from collections.abc import Callable
+import stat
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from langchain_core.documents import Document
 
 from slmkit.core.errors import DocumentLoadError, MissingDependencyError
 
-__all__ = ["LOADERS", "is_supported", "load_file"]
+__all__ = [
+    "LOADERS",
+    "check_unchanged",
+    "file_kind",
+    "is_supported",
+    "load_file",
+    "open_regular",
+    "read_regular_file",
+    "source_name",
+    "unreadable_reason",
+]
 
 Loader = Callable[[Path], list[Document]]
 
 
+def source_name(path: str | os.PathLike[str]) -> str:
+    """``path`` as text any encoder accepts: itself when its name is valid UTF-8, else with ``\\xNN`` escapes
+    for the undecodable bytes (as ``ls -b`` shows them), so SQLite, Chroma and the terminal can all take it."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words a user recognises."""
+    kinds = (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((word for test, word in kinds if test(mode)), "an unusual kind of file")
+
+
+@contextmanager
+def open_regular(path: Path) -> Iterator[tuple[IO[bytes], os.stat_result]]:
+    """``path`` opened for reading, with its status, only if it is a regular file.
+
+    Opened non-blocking, so a FIFO without a writer cannot hang the caller; checked with ``fstat`` on the open
+    file, so a file swapped for a FIFO or a device after a ``stat`` is still refused.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+    with os.fdopen(os.open(path, flags), "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise DocumentLoadError(
+                f"{source_name(path)} is {file_kind(st.st_mode)}, not a regular file: only files are ingested."
+            )
+        yield fh, st
+
+
+def check_unchanged(fh: IO[bytes], before: os.stat_result, read: int, path: Path) -> None:
+    """Raise when the file changed while it was read (another program still writing it)."""
+    after = os.fstat(fh.fileno())
+    if read != after.st_size or (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+        raise DocumentLoadError(
+            f"{source_name(path)} changed while it was read ({before.st_size} -> {after.st_size} bytes): "
+            "ingest it again once it is completely written."
+        )
+
+
+def read_regular_file(path: Path) -> bytes:
+    """The whole content of a regular file, read once; see :func:`open_regular` and :func:`check_unchanged`."""
+    with open_regular(path) as (fh, before):
+        data = fh.read()
+        check_unchanged(fh, before, len(data), path)
+    return data
+
+
 def _decode(data: bytes, path: Path) -> str:
     if b"\x00" in data[:8192]:
-        raise DocumentLoadError(f"{path} looks binary (it contains NUL bytes), not text: remove it or rename it.")
+        raise DocumentLoadError(
+            f"{source_name(path)} looks binary (it contains NUL bytes), not text: remove it or rename it."
+        )
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -41,8 +116,8 @@ def _decode(data: bytes, path: Path) -> str:
 
 
 def _read_text(path: Path, fmt: str) -> list[Document]:
-    text = _decode(path.read_bytes(), path)
-    return [Document(page_content=text, metadata={"source": str(path), "format": fmt})]
+    text = _decode(read_regular_file(path), path)
+    return [Document(page_content=text, metadata={"source": source_name(path), "format": fmt})]
 
 
 def load_text(path: Path) -> list[Document]:
@@ -63,7 +138,7 @@ def load_html(path: Path) -> list[Document]:
         from bs4 import BeautifulSoup
     except ImportError as exc:
         raise MissingDependencyError("beautifulsoup4", extra="retrieval", purpose="HTML documents") from exc
-    soup = BeautifulSoup(_decode(path.read_bytes(), path), "html.parser")
+    soup = BeautifulSoup(_decode(read_regular_file(path), path), "html.parser")
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
     for tag in soup(["script", "style", "noscript", "template", "head"]):
         tag.decompose()
@@ -81,7 +156,7 @@ def load_html(path: Path) -> list[Document]:
     text = re.sub(r"\n{3,}", "\n\n", text).strip()
     if title and not headings:
         text = f"# {title}\n\n{text}"
-    return [Document(page_content=text, metadata={"source": str(path), "format": "html"})]
+    return [Document(page_content=text, metadata={"source": source_name(path), "format": "html"})]
 
 
 def load_pdf(path: Path) -> list[Document]:
@@ -90,23 +165,30 @@ def load_pdf(path: Path) -> list[Document]:
         from pypdf.errors import PdfReadError
     except ImportError as exc:
         raise MissingDependencyError("pypdf", extra="retrieval", purpose="PDF documents") from exc
+    data = read_regular_file(path)
     try:
-        reader = PdfReader(path)
+        reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
-            raise DocumentLoadError(f"{path} is password-protected: save an unprotected copy and ingest that.")
+            raise DocumentLoadError(
+                f"{source_name(path)} is password-protected: save an unprotected copy and ingest that."
+            )
         pages = [page.extract_text() or "" for page in reader.pages]
     except (PdfReadError, ValueError, KeyError, TypeError) as exc:
-        raise DocumentLoadError(f"{path} is not a readable PDF ({exc}): re-export it or remove it.") from exc
+        raise DocumentLoadError(
+            f"{source_name(path)} is not a readable PDF ({exc}): re-export it or remove it."
+        ) from exc
     docs = [
         Document(
             page_content=text.replace("\r\n", "\n").replace("\r", "\n"),
-            metadata={"source": str(path), "format": "pdf", "page": number},
+            metadata={"source": source_name(path), "format": "pdf", "page": number},
         )
         for number, text in enumerate(pages, start=1)
         if text.strip()
     ]
     if not docs:
-        raise DocumentLoadError(f"{path} has no text layer (a scan?): run OCR on it first, then ingest the result.")
+        raise DocumentLoadError(
+            f"{source_name(path)} has no text layer (a scan?): run OCR on it first, then ingest the result."
+        )
     return docs
 
 
@@ -117,17 +199,20 @@ def load_docx(path: Path) -> list[Document]:
         from docx.table import Table
     except ImportError as exc:
         raise MissingDependencyError("python-docx", extra="retrieval", purpose="Word documents") from exc
+    data = read_regular_file(path)
     try:
-        document = docx.Document(str(path))
+        document = docx.Document(io.BytesIO(data))
         blocks: list[str] = []
         for item in document.iter_inner_content():
             if isinstance(item, Table):
                 blocks.extend(" | ".join(cell.text.strip() for cell in row.cells) for row in item.rows)
             elif text := item.text.strip():
                 blocks.append(_docx_heading_prefix(item) + text)
-    except (PackageNotFoundError, ValueError, KeyError) as exc:
-        raise DocumentLoadError(f"{path} is not a readable .docx file ({exc}): re-save it from Word.") from exc
-    return [Document(page_content="\n\n".join(blocks), metadata={"source": str(path), "format": "docx"})]
+    except (PackageNotFoundError, zipfile.BadZipFile, ValueError, KeyError) as exc:
+        raise DocumentLoadError(
+            f"{source_name(path)} is not a readable .docx file ({exc}): re-save it from Word."
+        ) from exc
+    return [Document(page_content="\n\n".join(blocks), metadata={"source": source_name(path), "format": "docx"})]
 
 
 def _docx_heading_prefix(paragraph: Any) -> str:
@@ -162,12 +247,25 @@ def load_file(path: str | Path) -> list[Document]:
     loader = LOADERS.get(path.suffix.lower())
     if loader is None:
         known = ", ".join(sorted(LOADERS))
-        raise DocumentLoadError(f"{path}: unsupported file type {path.suffix or '(none)'!r}; supported: {known}.")
+        raise DocumentLoadError(
+            f"{source_name(path)}: unsupported file type {path.suffix or '(none)'!r}; supported: {known}."
+        )
     try:
         return loader(path)
     except (DocumentLoadError, MissingDependencyError):
         raise
     except OSError as exc:
-        raise DocumentLoadError(f"{path} cannot be read: {exc.strerror or exc}.") from exc
+        raise DocumentLoadError(f"{source_name(path)} cannot be read: {unreadable_reason(path, exc)}.") from exc
     except Exception as exc:  # third-party parsers raise almost anything on malformed input
-        raise DocumentLoadError(f"{path} could not be parsed ({type(exc).__name__}: {exc}): fix or remove it.") from exc
+        raise DocumentLoadError(
+            f"{source_name(path)} could not be parsed ({type(exc).__name__}: {exc}): fix or remove it."
+        ) from exc
+
+
+def unreadable_reason(path: Path, exc: OSError) -> str:
+    """Why ``path`` could not be opened, in a few words (what follows "cannot be read: ")."""
+    if isinstance(exc, FileNotFoundError):
+        if path.is_symlink():
+            return f"a broken symbolic link (to {source_name(os.readlink(path))})"
+        return "no such file (deleted or moved meanwhile?)"
+    return str(exc.strerror or exc)

@@ -12,18 +12,25 @@ the commit (new chunks) and *after* it (deleting stale ones), with the file list
 after a crash the knowledge base only has to delete the Chroma entries of pending files that the manifest does
 not list (see ``KnowledgeBase``). The BM25 index on disk carries the generation it was built from; any other
 generation means it is rebuilt from ``chunks.terms``.
+
+SQLite failures surface as slmkit errors that say what to do: a damaged file as ``CorruptManifestError`` (move the
+knowledge base's folder away and ingest again), a full disk, missing permissions or a lock as
+``KnowledgeBaseError``. Only text is stored: source paths come from ``source_name`` (valid UTF-8 always).
 """
 
 from __future__ import annotations
 
+import shlex
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from slmkit.core.errors import CorruptManifestError, KnowledgeBaseError
 
 __all__ = ["ChunkRow", "Manifest", "SourceRecord"]
 
@@ -63,6 +70,39 @@ class ChunkRow:
     """BM25 terms joined by spaces."""
 
 
+# SQLite primary result codes (``sqlite_errorcode & 0xFF``) that mean the file, not slmkit, is at fault.
+_CORRUPT = {11: "the file is malformed", 26: "it is not an SQLite database"}
+_ENVIRONMENT = {
+    3: "permission denied",
+    5: "another process holds it locked",
+    6: "it is locked",
+    8: "it is read-only",
+    10: "a disk I/O error",
+    13: "the disk is full",
+    14: "it cannot be opened",
+}
+
+
+def _manifest_error(path: Path, exc: sqlite3.Error) -> Exception | None:
+    """The slmkit error for an SQLite failure caused by the file or the machine; ``None`` for anything else."""
+    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+    if code in _CORRUPT:
+        folder = path.parent
+        moved = shlex.quote(f"{folder}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        return CorruptManifestError(
+            f"The manifest of knowledge base {folder.name!r}, {path}, is damaged ({_CORRUPT[code]}: {exc}). "
+            f"Move the knowledge base's folder out of the way (`mv {shlex.quote(str(folder))} {moved}`) and "
+            f"ingest your documents again (`slmkit ingest PATH... --kb {folder.name} --path "
+            f"{shlex.quote(str(folder.parent))}`): every file is read and embedded again, nothing is duplicated."
+        )
+    if code in _ENVIRONMENT:
+        return KnowledgeBaseError(
+            f"The manifest {path} cannot be used: {_ENVIRONMENT[code]} ({exc}). Check the disk space and the "
+            "permissions of its folder, and that no other slmkit process is writing to it, then retry."
+        )
+    return None
+
+
 class Manifest:
     """SQLite-backed record of sources and chunks; safe to share between threads of one process."""
 
@@ -70,28 +110,46 @@ class Manifest:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        with self._sqlite_errors():
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(_SCHEMA)
+            except BaseException:
+                self._db.close()
+                raise
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
     @contextmanager
+    def _sqlite_errors(self) -> Iterator[None]:
+        """SQLite errors caused by the file or the machine, as slmkit errors that say what to do."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            error = _manifest_error(self.path, exc)
+            if error is None:
+                raise
+            raise error from exc
+
+    @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._lock, self._sqlite_errors():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    with suppress(sqlite3.Error):  # a damaged file may refuse even this; the first error matters
+                        self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
 
     def _rows(self, sql: str, params: Iterable[object] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
+        with self._lock, self._sqlite_errors():
             return self._db.execute(sql, tuple(params)).fetchall()
 
     # -- meta ---------------------------------------------------------------------------------------------------

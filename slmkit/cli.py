@@ -12,8 +12,11 @@
 Knowledge bases live in --path, else $SLMKIT_HOME/kb, else ~/.local/share/slmkit/kb.
 
 Exit codes a script can rely on: 0 success, 1 a slmkit error (message on stderr says what to do),
-2 wrong usage, 130 interrupted. ``ingest`` also exits 1 when a file could not be read or a path does not exist
-(the rest is still ingested; files of unsupported types are only listed).
+2 wrong usage, 130 interrupted. ``ingest`` also exits 1 when a document could not be read (unreadable, corrupt,
+changed or vanished while read) or a given path does not exist; the rest is still ingested. Files it does not read
+at all (unsupported types; FIFOs, devices, sockets) are listed on stderr and leave the exit code alone.
+``serve`` refuses (exit 2) to listen on a non-loopback address without ``--api-key`` unless
+``--insecure-no-api-key`` says so.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from slmkit.core.errors import SlmkitError
 if TYPE_CHECKING:
     from slmkit.agent import Answer, AnswerEvent, Assistant, TokenEvent
     from slmkit.retrieval import KnowledgeBase
+    from slmkit.retrieval.ingest import SkippedFile
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -219,14 +223,23 @@ def _ingest(args: argparse.Namespace) -> int:
     kb = _knowledge_base(args)
     report = kb.ingest(args.paths, show_progress=not args.quiet)
     for skipped in report.skipped:
-        print(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
+        print(f"skipped {_skip_line(skipped)}", file=sys.stderr)
     print(
         f"{kb.name}: {len(report.added)} added, {len(report.updated)} updated, {report.unchanged} unchanged, "
         f"{len(report.removed)} removed, {len(report.skipped)} skipped; {report.chunks_embedded} chunks embedded, "
         f"{report.chunks_removed} removed; {kb.chunk_count()} chunks in {kb.folder} ({report.seconds:.1f}s)"
     )
-    failed = [s for s in report.skipped if s.kind != "unsupported"]
+    failed = [s for s in report.skipped if s.kind in INGEST_FAILURES]
     return EXIT_ERROR if failed else EXIT_OK
+
+
+INGEST_FAILURES = ("unreadable", "missing")
+"""Skip kinds that make ``ingest`` exit 1: a document that should have been ingested was not."""
+
+
+def _skip_line(skipped: SkippedFile) -> str:
+    """One line per skipped file: its path, then why (loader messages already start with the path)."""
+    return skipped.reason if skipped.reason.startswith(skipped.path) else f"{skipped.path}: {skipped.reason}"
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -251,8 +264,11 @@ def _search(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from slmkit.agent import Assistant, AssistantConfig
-    from slmkit.agent.serve import bind, run_server, warm_up
+    from slmkit.agent.serve import bind, exposure_error, run_server, warm_up
 
+    if refusal := exposure_error(args.host, args.api_key, insecure_no_api_key=args.insecure_no_api_key):
+        print(f"slmkit serve: error: {refusal}", file=sys.stderr)
+        return EXIT_USAGE
     kb = _existing_knowledge_base(args)
     if kb is None:
         return EXIT_ERROR
@@ -270,10 +286,22 @@ def _serve(args: argparse.Namespace) -> int:
         sock=sock,
         model_name=args.model_name,
         api_key=args.api_key,
+        insecure_no_api_key=args.insecure_no_api_key,
         log_level=args.log_level,
         on_ready=ready,
     )
     return EXIT_OK
+
+
+def _port(text: str) -> int:
+    """A TCP port for argparse: a usage error (exit 2), not a traceback, for anything else."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number: use 1-65535, or 0 for any free port")
+    return port
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -321,14 +349,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_search)
     p = sub.add_parser("serve", parents=[kb_options], help="OpenAI-compatible HTTP API over a knowledge base")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 picks a free one)")
+    p.add_argument("--port", type=_port, default=8000, help="TCP port 0-65535 (default 8000; 0 picks a free one)")
     p.add_argument("--model", default=None, help="catalogue id or .gguf path of the local SLM")
     p.add_argument("--model-name", default="slmkit", help="the model id clients send (default: slmkit)")
     p.add_argument("--max-tokens", type=int, default=128, help="answer length when a request sets none")
     p.add_argument(
         "--api-key",
         default=os.environ.get("SLMKIT_API_KEY"),
-        help="require 'Authorization: Bearer KEY' (default: $SLMKIT_API_KEY; unset: no key)",
+        help="require 'Authorization: Bearer KEY' on every route but /health (default: $SLMKIT_API_KEY; unset: "
+        "no key, allowed on a loopback --host only)",
+    )
+    p.add_argument(
+        "--insecure-no-api-key",
+        action="store_true",
+        help="serve a non-loopback --host without a key: anyone who reaches the port reads your documents",
     )
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=_serve)

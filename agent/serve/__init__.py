@@ -12,22 +12,26 @@ Example:
 
         run_server(Assistant.from_defaults(), host="127.0.0.1", port=8000)
         # then: OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="-").chat.completions.create(model="slmkit", ...)
+
+A server others can reach needs a key: ``run_server`` (and ``slmkit serve``) refuse a non-loopback host without
+``api_key`` unless ``insecure_no_api_key=True`` (``--insecure-no-api-key``) says the network is trusted.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from slmkit.core.errors import MissingDependencyError, ServerStartError
+from slmkit.core.errors import ConfigurationError, MissingDependencyError, ServerStartError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from slmkit.agent.assistant import Assistant
 
-__all__ = ["bind", "create_app", "run_server", "warm_up"]
+__all__ = ["bind", "create_app", "exposure_error", "is_loopback", "run_server", "warm_up"]
 
 
 def create_app(assistant: Assistant, **kwargs: Any) -> FastAPI:
@@ -54,6 +58,34 @@ def warm_up(assistant: Assistant, question: str = "What are these documents abou
         is_claim("These documents describe the company.")  # loads the tagger the first statement would wait for
 
 
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach ``host``: ``localhost`` or a loopback address (``127.x``, ``::1``).
+
+    Anything else (``0.0.0.0``, ``::``, ``""``, a LAN address, a host name) may be reachable from other machines.
+    """
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_error(host: str, api_key: str | None, *, insecure_no_api_key: bool = False) -> str | None:
+    """Why a server must not start on ``host`` with ``api_key`` (an empty key; no key where others can reach
+    it); ``None`` when it may. The message names the flags that fix it."""
+    if api_key is not None and not api_key.strip():
+        return "--api-key (or $SLMKIT_API_KEY) is empty: give a real key, e.g. --api-key $(openssl rand -hex 16)."
+    if api_key is None and not insecure_no_api_key and not is_loopback(host):
+        return (
+            f"--host {host or repr(host)} can be reached from other machines, and without a key anyone there could "
+            "read your documents. Pass --api-key KEY (or set $SLMKIT_API_KEY; clients then send 'Authorization: "
+            "Bearer KEY'), or --insecure-no-api-key if the network is trusted, or --host 127.0.0.1 for this "
+            "machine only."
+        )
+    return None
+
+
 def bind(host: str, port: int) -> socket.socket:
     """A socket bound to ``host:port`` for the server to listen on; a clear error if the port is taken."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -78,14 +110,21 @@ def run_server(
     sock: socket.socket | None = None,
     log_level: str = "warning",
     on_ready: Callable[[str], None] | None = None,
+    insecure_no_api_key: bool = False,
     **kwargs: Any,
 ) -> None:
     """Serve ``assistant`` until interrupted (SIGINT / SIGTERM), on ``sock`` if given (see :func:`bind`), else on
-    ``host:port``. ``on_ready(url)`` is called once the port is bound; ``kwargs`` go to :func:`create_app`."""
+    ``host:port``. ``on_ready(url)`` is called once the port is bound; ``kwargs`` go to :func:`create_app`.
+
+    Raises ``ConfigurationError`` for a host others can reach without ``api_key`` (see :func:`exposure_error`).
+    """
     try:
         import uvicorn
     except ImportError as exc:
         raise MissingDependencyError("uvicorn", extra="routing", purpose="slmkit serve") from exc
+    listening = str(sock.getsockname()[0]) if sock is not None else host
+    if refusal := exposure_error(listening, kwargs.get("api_key"), insecure_no_api_key=insecure_no_api_key):
+        raise ConfigurationError(refusal)
     app = create_app(assistant, **kwargs)
     sock = sock or bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]

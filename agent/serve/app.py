@@ -1,5 +1,6 @@
 """``create_app``: an OpenAI-compatible HTTP API over an ``Assistant`` (FastAPI).
 
+    GET  /health                liveness, the one path answered without the API key
     GET  /v1/models             the one model this server offers (``model_name``)
     GET  /v1/models/{id}
     POST /v1/chat/completions   messages -> question + history -> Assistant (on the model worker thread)
@@ -11,12 +12,14 @@
 A streamed request answers with its HTTP status once the assistant produced its first event, so a request that
 fails before any token (blocked by a guard, prompt too long) gets a proper error status, not a broken stream.
 Errors use OpenAI's shape (``{"error": {"message", "type", "param", "code"}}``) so clients raise their usual
-exceptions: 400 bad request, 401 wrong API key, 404 unknown model or path, 503 busy or no route, 502 every route
-failed, 500 anything else.
+exceptions: 400 bad request (``context_length_exceeded`` for a question too long for the model), 401 wrong API key
+(every path but ``/health``, only ``Bearer`` tokens; see ``gate``), 404 unknown model or path, 413 body too large,
+503 busy or no route, 502 every route failed, 500 anything else.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import logging
@@ -26,7 +29,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -40,6 +43,8 @@ from slmkit.agent.serve.convert import (
     sources_of,
     usage_of,
 )
+from slmkit.agent.serve.gate import Gate
+from slmkit.agent.serve.limits import check_prompt_fits
 from slmkit.agent.serve.schema import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -80,15 +85,21 @@ def create_app(
     model_name: str = "slmkit",
     api_key: str | None = None,
     max_waiting: int = 32,
+    max_body_bytes: int = 1 << 20,
 ) -> FastAPI:
     """The HTTP app; ``assistant`` answers every request (it is called from one worker thread, one call at a time).
 
     Args:
         assistant: an ``Assistant`` (or any object with its ``ask``, ``stream`` and ``model``).
         model_name: the model id clients name in requests and ``/v1/models`` lists.
-        api_key: when set, requests must send ``Authorization: Bearer <api_key>``.
+        api_key: when set, every request but ``GET /health`` must send ``Authorization: Bearer <api_key>``
+            (the docs and the OpenAPI schema too).
         max_waiting: requests queued behind the running one before the server answers 503.
+        max_body_bytes: larger request bodies get a 413 (1 MiB by default: thousands of times what the local
+            model's context window holds).
     """
+    if api_key is not None and not api_key.strip():
+        raise ConfigurationError("api_key is empty: pass a real key, or None for a server without one.")
     worker = ModelWorker(max_waiting=max_waiting)
     created = int(time.time())
 
@@ -97,19 +108,8 @@ def create_app(
         yield
         worker.shutdown()
 
-    async def authorize(request: Request) -> None:
-        if api_key is None:
-            return
-        sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if not secrets.compare_digest(sent.encode(), api_key.encode()):
-            raise RequestError(
-                "Incorrect or missing API key: send 'Authorization: Bearer <key>' with the key the server was "
-                "started with.",
-                code="invalid_api_key",
-                status=401,
-            )
-
-    app = FastAPI(title="slmkit", lifespan=lifespan, dependencies=[Depends(authorize)])
+    app = FastAPI(title="slmkit", lifespan=lifespan)
+    app.add_middleware(Gate, api_key=api_key, max_body_bytes=max_body_bytes)
     app.state.worker = worker
     _install_error_handlers(app)
 
@@ -121,6 +121,10 @@ def create_app(
                 code="model_not_found",
                 status=404,
             )
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
 
     @app.get("/v1/models")
     async def list_models() -> ModelList:
@@ -135,6 +139,7 @@ def create_app(
     async def chat_completions(body: ChatCompletionRequest) -> Response:
         check_model(body.model)
         question, history = question_and_history(body)
+        await asyncio.to_thread(check_prompt_fits, assistant, question, history)  # counting tokens takes a while
         answerer = with_overrides(assistant, generation_overrides(body))
         completion_id = f"chatcmpl-{secrets.token_hex(12)}"
         now = int(time.time())
@@ -301,9 +306,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
         message = str(exc.detail)
+        code = "request_too_large" if exc.status_code == 413 else None
         if exc.status_code == 404:
-            message = "Not found: this server offers GET /v1/models and POST /v1/chat/completions."
-        return _json_error(exc.status_code, ErrorDetail(message=message, type=kind))
+            message = "Not found: this server offers GET /v1/models, POST /v1/chat/completions and GET /health."
+        return _json_error(exc.status_code, ErrorDetail(message=message, type=kind, code=code))
 
     @app.exception_handler(RequestError)
     @app.exception_handler(SlmkitError)

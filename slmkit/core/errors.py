@@ -16,6 +16,7 @@ from langchain_core.exceptions import OutputParserException
 __all__ = [
     "ConfigurationError",
     "ContextOverflowError",
+    "CorruptManifestError",
     "DocumentLoadError",
     "GuardBlockedError",
     "KnowledgeBaseError",
@@ -94,6 +95,14 @@ class DocumentLoadError(SlmkitError):
 
 class KnowledgeBaseError(SlmkitError):
     """A knowledge base cannot be opened or used as asked (e.g. another embedder built it)."""
+
+
+class CorruptManifestError(KnowledgeBaseError):
+    """A knowledge base's ``manifest.sqlite`` is damaged (not a database, or a malformed page).
+
+    The message names the file and says how to start over from the documents; nothing in it can be trusted, so
+    nothing is repaired silently.
+    """
 
 
 class StoreConnectionError(KnowledgeBaseError, ConnectionError):

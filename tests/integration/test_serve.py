@@ -2,11 +2,13 @@
 official ``openai`` client talking to it over HTTP.
 
 The knowledge base is the default one of a temporary ``$SLMKIT_HOME``, made with ``slmkit ingest``, so the server
-runs exactly as ``python -m slmkit serve --host H --port P`` runs for a user.
+runs exactly as ``python -m slmkit serve --host H --port P --api-key K`` runs for a user. The key is checked here
+over real HTTP too: only ``Authorization: Bearer K`` passes, everywhere but ``/health``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -26,6 +28,7 @@ pytestmark = pytest.mark.model
 
 DOCS = Path(__file__).resolve().parents[2] / "examples" / "docs"
 QUESTION = "How long is the GridBox 3 warranty?"
+KEY = "test-key-4f9c"
 
 
 def slmkit(*args, env, timeout=600):
@@ -38,6 +41,7 @@ def slmkit(*args, env, timeout=600):
 def home(tmp_path_factory):
     home = tmp_path_factory.mktemp("slmkit-home")
     env = {**os.environ, "SLMKIT_HOME": str(home)}
+    env.pop("SLMKIT_API_KEY", None)
     ingested = slmkit("ingest", str(DOCS), "-q", env=env)
     assert ingested.returncode == 0, ingested.stderr
     return env
@@ -48,7 +52,7 @@ def server(home):
     port = free_port()
     log = open(Path(home["SLMKIT_HOME"]) / "serve.log", "w+")  # noqa: SIM115 - read back on failure
     process = subprocess.Popen(
-        [sys.executable, "-m", "slmkit", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "slmkit", "serve", "--host", "127.0.0.1", "--port", str(port), "--api-key", KEY],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=home,
@@ -63,7 +67,7 @@ def server(home):
             log.seek(0)
             pytest.fail(f"slmkit serve exited with {process.returncode}:\n{log.read()}")
         try:
-            with urllib.request.urlopen(f"{base_url}/models", timeout=2) as response:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
                 if response.status == 200:
                     break
         except (urllib.error.URLError, OSError):
@@ -84,7 +88,7 @@ def server(home):
 
 @pytest.fixture
 def client(server):
-    return openai.OpenAI(base_url=server, api_key="not-needed", max_retries=0, timeout=300)
+    return openai.OpenAI(base_url=server, api_key=KEY, max_retries=0, timeout=300)
 
 
 def test_openai_client_streams_an_answer_with_sources(client):
@@ -177,3 +181,51 @@ def test_serve_refuses_a_missing_knowledge_base_and_a_taken_port(home, server):
     taken = slmkit("serve", "--port", port, env=home, timeout=120)
     assert taken.returncode == 1
     assert f"Cannot listen on 127.0.0.1:{port}" in taken.stderr
+
+
+def http(url, *, headers=None, body=None):
+    """(status, parsed JSON body) of one request, errors included."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"content-type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=300) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def test_only_a_bearer_key_opens_the_server(server):
+    root = server.removesuffix("/v1")
+    assert http(f"{root}/health") == (200, {"status": "ok"})
+    for path in ("/v1/models", "/openapi.json", "/docs"):
+        status, body = http(f"{root}{path}")
+        assert status == 401, path
+        assert body["error"]["code"] == "invalid_api_key"
+    assert http(f"{server}/models", headers={"Authorization": KEY})[0] == 401  # the bare key: refused
+    assert http(f"{server}/models", headers={"Authorization": f"Basic {KEY}"})[0] == 401
+    status, body = http(f"{server}/models", headers={"Authorization": f"Bearer {KEY}"})
+    assert (status, [m["id"] for m in body["data"]]) == (200, ["slmkit"])
+    assert http(f"{root}/openapi.json", headers={"Authorization": f"Bearer {KEY}"})[0] == 200
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=server, api_key="a-guess", max_retries=0).models.list()
+
+
+def test_a_question_too_long_for_the_model_is_a_400_and_a_huge_body_a_413(client, server):
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model="slmkit", messages=[{"role": "user", "content": "Is the warranty long? " * 2_500}]
+        )
+    assert info.value.code == "context_length_exceeded"
+    huge = {"model": "slmkit", "messages": [{"role": "user", "content": "x" * 5_000_000}]}
+    status, body = http(f"{server}/chat/completions", headers={"Authorization": f"Bearer {KEY}"}, body=huge)
+    assert (status, body["error"]["code"]) == (413, "request_too_large")
+    assert client.models.list().data  # still serving
+
+
+def test_serve_on_every_interface_without_a_key_refuses_to_start(home):
+    started = time.monotonic()
+    refused = slmkit("serve", "--host", "0.0.0.0", "--port", str(free_port()), env=home, timeout=120)
+    assert refused.returncode == 2
+    assert "--api-key" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert time.monotonic() - started < 60  # refused before any model loads

@@ -330,15 +330,130 @@ def test_failure_mid_stream_ends_with_an_error_event(oai, assistant):
 
 
 # -- API key ---------------------------------------------------------------------------------------------------
-def test_api_key_is_required_when_set():
+@pytest.fixture
+def keyed():
     with TestClient(create_app(ScriptedAssistant(), api_key="s3cret")) as client:
-        denied = client.get("/v1/models")
-        assert denied.status_code == 401
-        assert denied.json()["error"]["code"] == "invalid_api_key"
-        wrong = client.get("/v1/models", headers={"Authorization": "Bearer nope"})
-        assert wrong.status_code == 401
-        ok = client.get("/v1/models", headers={"Authorization": "Bearer s3cret"})
+        yield client
+
+
+def test_api_key_is_required_when_set(keyed):
+    denied = keyed.get("/v1/models")
+    assert denied.status_code == 401
+    assert denied.json()["error"]["code"] == "invalid_api_key"
+    assert denied.headers["www-authenticate"] == "Bearer"
+    wrong = keyed.get("/v1/models", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    ok = keyed.get("/v1/models", headers={"Authorization": "Bearer s3cret"})
+    assert ok.status_code == 200
+    assert keyed.get("/v1/models", headers={"Authorization": "bearer   s3cret "}).status_code == 200  # RFC 6750
+
+
+@pytest.mark.parametrize("header", ["s3cret", "Basic s3cret", "Token s3cret", "Bearer", "Bearers3cret", "Bearer s3cre"])
+def test_only_a_bearer_token_counts(keyed, header):
+    response = keyed.get("/v1/models", headers={"Authorization": header})
+    assert response.status_code == 401
+    assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/docs"),
+        ("GET", "/redoc"),
+        ("GET", "/openapi.json"),
+        ("GET", "/docs/oauth2-redirect"),
+        ("GET", "/v1/models"),
+        ("GET", "/v1/models/slmkit"),
+        ("POST", "/v1/chat/completions"),
+        ("GET", "/v1/embeddings"),  # unknown paths too: nothing about the server without the key
+    ],
+)
+def test_every_route_but_health_needs_the_key(keyed, method, path):
+    assert keyed.request(method, path).status_code == 401
+    authorized = keyed.request(method, path, headers={"Authorization": "Bearer s3cret"})
+    assert authorized.status_code != 401
+
+
+def test_health_answers_without_the_key(keyed):
+    response = keyed.get("/health")
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+
+
+def test_openai_client_with_the_key(keyed):
+    good = openai.OpenAI(base_url="http://testserver/v1", api_key="s3cret", http_client=keyed, max_retries=0)
+    assert good.chat.completions.create(model="slmkit", messages=[user("q")]).choices[0].message.content == TEXT
+    bad = openai.OpenAI(base_url="http://testserver/v1", api_key="guess", http_client=keyed, max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        bad.models.list()
+
+
+def test_an_empty_key_is_refused_at_construction():
+    from slmkit.core.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="api_key is empty"):
+        create_app(ScriptedAssistant(), api_key=" ")
+
+
+# -- limits ----------------------------------------------------------------------------------------------------
+def test_an_oversized_body_is_a_413_before_it_is_parsed():
+    assistant = ScriptedAssistant()
+    with TestClient(create_app(assistant, max_body_bytes=10_000)) as client:
+        big = {"model": "slmkit", "messages": [user("word " * 5_000)]}
+        declared = client.post("/v1/chat/completions", json=big)
+        assert declared.status_code == 413
+        error = declared.json()["error"]
+        assert (error["type"], error["code"]) == ("invalid_request_error", "request_too_large")
+        assert "10,000 bytes" in error["message"]
+
+        def chunks():  # no Content-Length: counted as it arrives
+            data = json.dumps(big).encode()
+            for start in range(0, len(data), 4096):
+                yield data[start : start + 4096]
+
+        streamed = client.post("/v1/chat/completions", content=chunks(), headers={"content-type": "application/json"})
+        assert streamed.status_code == 413
+        assert streamed.json()["error"]["code"] == "request_too_large"
+        small = client.post("/v1/chat/completions", json={"model": "slmkit", "messages": [user("q")]})
+        assert small.status_code == 200
+    assert len(assistant.calls) == 1
+
+
+class WindowedModel(RecordingModel):
+    """A fake chat model that says how large its context window is, as ChatLocalSLM does."""
+
+    n_ctx: int = 2048
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_question_longer_than_the_context_window_is_a_400_context_length_exceeded(stream):
+    assistant = ScriptedAssistant()
+    assistant.model = WindowedModel(messages=itertools.repeat(AIMessage(TEXT)))
+    with TestClient(create_app(assistant)) as client:
+        question = " ".join(f"word{i}" for i in range(10_000))
+        response = client.post(
+            "/v1/chat/completions", json={"model": "slmkit", "messages": [user(question)], "stream": stream}
+        )
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert (error["type"], error["code"], error["param"]) == (
+            "invalid_request_error",
+            "context_length_exceeded",
+            "messages",
+        )
+        assert "maximum context length is 2048 tokens" in error["message"]
+        assert assistant.calls == []  # refused before retrieval, guards or the model
+        ok = client.post("/v1/chat/completions", json={"model": "slmkit", "messages": [user("word " * 300)]})
         assert ok.status_code == 200
+
+
+def test_the_openai_client_sees_context_length_exceeded():
+    assistant = ScriptedAssistant()
+    assistant.model = WindowedModel(messages=itertools.repeat(AIMessage(TEXT)))
+    with TestClient(create_app(assistant)) as client:
+        oai = openai.OpenAI(base_url="http://testserver/v1", api_key="-", http_client=client, max_retries=0)
+        with pytest.raises(openai.BadRequestError) as info:
+            oai.chat.completions.create(model="slmkit", messages=[user("lorem ipsum " * 5_000)])
+    assert info.value.code == "context_length_exceeded"
 
 
 # -- one model, many clients -----------------------------------------------------------------------------------

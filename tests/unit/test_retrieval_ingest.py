@@ -291,3 +291,154 @@ def test_no_duplicates_after_any_sequence_of_changes(tmp_path):
             assert_consistent(kb)
         kb.ingest([folder])
         assert_consistent(kb, folder)
+
+
+# -- every bad file is one skipped file ------------------------------------------------------------------------
+def odd_name(folder: Path, raw: bytes = b"\xff\xfe.txt") -> Path:
+    """A file whose name is not valid UTF-8 (Linux allows it; macOS does not, so the test is skipped there)."""
+    try:
+        fd = os.open(os.path.join(os.fsencode(folder), raw), os.O_WRONLY | os.O_CREAT, 0o644)
+    except OSError as exc:
+        pytest.skip(f"this file system refuses non-UTF-8 names ({exc})")
+    os.write(fd, paragraph("pineapple", 2).encode())
+    os.close(fd)
+    return Path(os.fsdecode(os.path.join(os.fsencode(folder), raw)))
+
+
+@pytest.mark.timeout(120)  # before, the FIFO blocked and /dev/zero was read forever
+def test_special_files_are_listed_and_an_undecodable_name_is_ingested(tmp_path, docs):
+    odd = odd_name(docs)
+    os.mkfifo(docs / "pipe.txt")
+    (docs / "zero.md").symlink_to("/dev/zero")
+    (docs / "sub" / "gone.md").symlink_to(docs / "nowhere.md")
+    kb = make_kb(tmp_path)
+
+    report = kb.ingest([docs])
+
+    shown = str(docs / "\\xff\\xfe.txt")  # the source name: undecodable bytes as \xNN
+    assert sorted(report.added) == sorted([str(docs / "a.md"), str(docs / "b.txt"), str(docs / "sub/c.md"), shown])
+    skipped = {Path(s.path).name: (s.kind, s.reason) for s in report.skipped}
+    assert skipped == {
+        "pipe.txt": ("special", "a FIFO, not a regular file"),
+        "zero.md": ("special", "a character device, not a regular file"),
+        "gone.md": ("unreadable", f"cannot be read: a broken symbolic link (to {docs / 'nowhere.md'})"),
+    }
+    assert_consistent(kb, docs)
+    hit = kb.as_retriever(k=1, min_relevance=None, min_top_relevance=None, dense_weight=0).invoke("pineapple")
+    assert hit[0].metadata["source"] == shown
+
+    again = make_kb(tmp_path).ingest([docs])  # a new process: the escaped name finds its record
+    assert (again.unchanged, again.added, again.updated) == (4, [], [])
+    odd.unlink()
+    assert make_kb(tmp_path).ingest([docs]).removed == [shown]
+
+
+def test_an_undecodable_name_that_reads_like_another_file_is_skipped(tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    odd_name(folder, b"\xff.txt")
+    (folder / "\\xff.txt").write_text(paragraph("literal"))  # a valid name, spelled like the escaped one
+    report = make_kb(tmp_path).ingest([folder])
+    assert report.added == [str(folder / "\\xff.txt")]
+    [skipped] = report.skipped
+    assert (skipped.path, skipped.kind) == (str(folder / "\\xff.txt"), "unreadable")
+    assert "not valid UTF-8" in skipped.reason
+
+
+def test_a_file_that_changes_while_being_ingested_is_skipped_then_picked_up(tmp_path, docs, monkeypatch):
+    import slmkit.retrieval.ingest as ingest_module
+
+    path = docs / "b.txt"
+    real_load = ingest_module.load_file
+
+    def load_while_written(file):
+        docs_ = real_load(file)
+        if file == path:
+            with path.open("a") as fh:  # another program still writing it
+                fh.write(" One more sentence arrives late.")
+        return docs_
+
+    monkeypatch.setattr(ingest_module, "load_file", load_while_written)
+    kb = make_kb(tmp_path)
+    report = kb.ingest([docs])
+    [skipped] = report.skipped
+    assert (skipped.path, skipped.kind) == (str(path), "unreadable")
+    assert "changed while it was being ingested" in skipped.reason
+    assert len(report.added) == 2
+    assert_consistent(kb)
+    monkeypatch.undo()
+    assert make_kb(tmp_path).ingest([docs]).added == [str(path)]
+    assert_consistent(make_kb(tmp_path), docs)
+
+
+def test_a_file_that_vanishes_before_it_is_read_is_skipped(tmp_path, docs, monkeypatch):
+    import slmkit.retrieval.ingest as ingest_module
+
+    real_load = ingest_module.load_file
+
+    def deleted_first(file):
+        if file.name == "a.md":
+            file.unlink()
+        return real_load(file)
+
+    monkeypatch.setattr(ingest_module, "load_file", deleted_first)
+    kb = make_kb(tmp_path)
+    report = kb.ingest([docs])
+    assert [(Path(s.path).name, s.kind) for s in report.skipped] == [("a.md", "unreadable")]
+    assert "no such file" in report.skipped[0].reason
+    assert_consistent(kb, docs)
+
+
+def test_a_folder_that_cannot_be_listed_keeps_its_files(tmp_path, docs, monkeypatch):
+    kb = make_kb(tmp_path)
+    kb.ingest([docs])
+    real_walk = os.walk
+
+    def walk(top, onerror=None, **kwargs):  # what a folder without read permission does (root ignores chmod)
+        for root, dirs, files in real_walk(top, onerror=onerror, **kwargs):
+            if Path(root).name == "sub":
+                onerror(PermissionError(13, "Permission denied", root))
+                continue
+            yield root, dirs, files
+
+    monkeypatch.setattr(os, "walk", walk)
+    report = make_kb(tmp_path).ingest([docs])
+    assert report.removed == []
+    assert [(s.path, s.kind) for s in report.skipped] == [(str(docs / "sub"), "unreadable")]
+    assert "folder cannot be listed: Permission denied" in report.skipped[0].reason
+    assert len(make_kb(tmp_path).sources()) == 3
+
+
+# -- a damaged manifest ----------------------------------------------------------------------------------------
+def damage(manifest: Path, how: str) -> None:
+    if how == "not a database":
+        manifest.write_bytes(b"this is not an SQLite file at all " * 200)
+    else:  # a valid header, then garbage over the table pages
+        data = bytearray(manifest.read_bytes())
+        assert len(data) > 8192
+        data[4096:] = b"\xa5" * (len(data) - 4096)
+        manifest.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["not a database", "malformed pages"])
+def test_a_damaged_manifest_says_what_to_do_and_the_advice_works(tmp_path, docs, how):
+    from slmkit.core.errors import CorruptManifestError
+
+    kb = make_kb(tmp_path)
+    kb.ingest([docs])
+    kb.close()  # checkpoints the WAL into the file
+    damage(kb.folder / "manifest.sqlite", how)
+    reopened = make_kb(tmp_path)
+    with pytest.raises(CorruptManifestError) as info:
+        reopened.ingest([docs])
+    message = str(info.value)
+    assert str(kb.folder / "manifest.sqlite") in message
+    assert f"mv {kb.folder} {kb.folder}.corrupt-" in message
+    assert f"slmkit ingest PATH... --kb notes --path {kb.path}" in message
+    assert isinstance(info.value, KnowledgeBaseError)
+
+    (kb.folder).rename(tmp_path / "moved-away")  # what the message says to do
+    fresh = make_kb(tmp_path)
+    report = fresh.ingest([docs])
+    assert len(report.added) == 3
+    assert_consistent(fresh, docs)  # the old collection's chunks were dropped, not left to haunt dense search

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import os
 import re
 
 import pytest
 
 from slmkit.core.errors import DocumentLoadError
-from slmkit.retrieval.loaders import LOADERS, load_file
+from slmkit.retrieval.loaders import LOADERS, load_file, source_name
 from slmkit.retrieval.testing import write_docx, write_pdf
 
 
@@ -106,3 +108,43 @@ def test_missing_file_is_a_load_error(tmp_path):
 
 def test_every_documented_extension_has_a_loader():
     assert {".txt", ".md", ".html", ".pdf", ".docx"} <= set(LOADERS)
+
+
+@pytest.mark.timeout(60)  # reading either used to block (FIFO) or never end (/dev/zero)
+def test_fifos_and_devices_are_refused_without_being_read(tmp_path):
+    os.mkfifo(tmp_path / "pipe.txt")
+    (tmp_path / "zero.md").symlink_to("/dev/zero")
+    with pytest.raises(DocumentLoadError, match=re.escape("pipe.txt is a FIFO, not a regular file")):
+        load_file(tmp_path / "pipe.txt")
+    with pytest.raises(DocumentLoadError, match=re.escape("zero.md is a character device, not a regular file")):
+        load_file(tmp_path / "zero.md")
+
+
+def test_a_file_that_grows_while_read_is_refused(tmp_path, monkeypatch):
+    path = tmp_path / "log.txt"
+    path.write_text("first line\n")
+    real_fdopen = os.fdopen
+
+    class StillWritten(io.BufferedReader):
+        def read(self, size=-1):
+            data = super().read(size)
+            with path.open("a") as fh:
+                fh.write("a line written meanwhile\n")
+            return data
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode: StillWritten(real_fdopen(fd, "rb", buffering=0)))
+    with pytest.raises(DocumentLoadError, match=re.escape("log.txt changed while it was read")):
+        load_file(path)
+
+
+def test_an_undecodable_file_name_becomes_an_escaped_source(tmp_path):
+    raw = os.path.join(os.fsencode(tmp_path), b"caf\xe9.md")
+    try:
+        with open(raw, "wb") as fh:
+            fh.write(b"# Menu\n\nCoffee.\n")
+    except OSError as exc:
+        pytest.skip(f"this file system refuses non-UTF-8 names ({exc})")
+    [doc] = load_file(os.fsdecode(raw))
+    assert doc.metadata["source"] == f"{tmp_path}/caf\\xe9.md"
+    assert source_name(os.fsdecode(raw)).encode("utf-8")  # encodable: SQLite, Chroma and terminals take it
+    assert source_name(tmp_path / "plain.md") == str(tmp_path / "plain.md")
