@@ -50,10 +50,14 @@ class Answer(BaseModel):
     """Milliseconds: ``rewrite_ms``, ``retrieve_ms``, ``first_token_ms``, ``generate_ms``, ``guards_ms``,
     ``total_ms`` (``first_token_ms`` and ``total_ms`` count from the start of the call)."""
     abstained: bool = False
-    """True when the knowledge base held nothing relevant (or the model said the documents do not answer it), so
-    the assistant said so instead of answering from the model's own knowledge."""
+    """True when the documents do not answer the question: nothing relevant was retrieved, the model said the
+    sources do not say, or the profile's decline rule judged the answer unsupported. The text then says so (and
+    the citations are the closest passages), instead of an answer from the model's own knowledge."""
     query: str = ""
     """The standalone query that was searched (differs from the question for rewritten follow-ups)."""
+    signals: dict[str, float] = Field(default_factory=dict)
+    """What the decision to answer or decline rested on (``slmkit.agent.decline``): retrieval relevance, question
+    coverage, answer support, token probabilities, and ``answer_score`` when the profile has a decline rule."""
 
 
 class TokenEvent(BaseModel):

@@ -34,12 +34,13 @@ from langchain_core.runnables.config import ensure_config, get_callback_manager_
 from pydantic import Field
 
 from slmkit.agent.answer import Answer, AnswerEvent, Citation, TokenEvent
-from slmkit.agent.catalogue import DEFAULT_MODEL
+from slmkit.agent.catalogue import DEFAULT_MODEL, profile_for
 from slmkit.agent.citations import SentenceCap, attribute, strip_markers
 from slmkit.agent.claims import as_question
+from slmkit.agent.decline import DeclineRule, answer_signals, passage_signals, says_not_found
 from slmkit.agent.memory import ConversationMemory, check_rewrite, fallback_query, looks_like_follow_up
+from slmkit.agent.profiles import PROFILE_FIELDS, TINY_INSTRUCTIONS
 from slmkit.agent.prompts import (
-    DEFAULT_INSTRUCTIONS,
     answer_messages,
     excerpt,
     one_per_source,
@@ -90,16 +91,23 @@ class RemoteModelConfig(SlmkitConfig):
 
 
 class AssistantConfig(SlmkitConfig):
-    """Settings of an :class:`Assistant`; every field has the value we recommend for the 135M default model."""
+    """Settings of an :class:`Assistant`. The fields a model profile covers (``PROFILE_FIELDS``: passages, prompt,
+    answer length, when to decline) default to the profile of ``model`` (see ``slmkit.agent.profiles``); the
+    values below are those of the 135M default model and of ``.gguf`` paths, and any field you set wins."""
 
     model: str = DEFAULT_MODEL
     """Catalogue id or ``.gguf`` path of the local SLM (used when no ``model`` is passed to the assistant)."""
     k: int = Field(default=3, ge=1)
-    """Sources (file and page) shown to the model, each as one short passage: a few keep a tiny model on track and
-    the first token quick."""
+    """Passages shown to the model: a few keep a small model on track and the first token quick."""
+    group_by_source: bool = True
+    """Show one passage per source (file and page), made of all its retrieved chunks: right for short documents
+    (an abstract, a policy page); for long ones (a whole article per file) it hides all but one place of it."""
     min_relevance: float | None = Field(default=0.3, ge=-1.0, le=1.0)
     """Cosine similarity (all-MiniLM-L6-v2) the best passage must reach, else nothing is relevant and the
     assistant says so instead of answering; an absolute threshold, so "the best of bad matches" never counts."""
+    rerank_top_n: int | None = Field(default=None, ge=1)
+    """Rerank this many retrieved candidates with the packaged cross-encoder before choosing the passages
+    (``HybridRetriever.rerank_top_n``); None: no reranking."""
     passage_chars: int = Field(default=400, ge=40)
     """Characters of each passage in the prompt (the sentences that share most words with the question)."""
     max_tokens: int = Field(default=80, ge=1)
@@ -107,13 +115,21 @@ class AssistantConfig(SlmkitConfig):
     max_sentences: int | None = Field(default=2, ge=1)
     """Sentences of the answer kept; the rest is neither shown nor checked. None: no limit."""
     temperature: float = Field(default=0.0, ge=0.0)
-    instructions: str = DEFAULT_INSTRUCTIONS
+    instructions: str = TINY_INSTRUCTIONS
     """The system prompt ahead of the numbered sources."""
     refusal: str = "The documents do not say."
     """What the instructions tell the model to say when the sources do not answer; seen in an answer, it marks
     the answer as abstained."""
+    decline: DeclineRule | None = None
+    """When to decline although the model answered (its answer is unlikely to be in the documents), from the
+    retrieval, reranker, support and token-probability signals in ``Answer.signals``; None: only when nothing
+    relevant is retrieved or the model itself says the documents do not say."""
     abstain_message: str = "I found nothing about this in the documents, so I cannot answer it from them."
     """The answer when nothing relevant was retrieved (no model call)."""
+    decline_message: str = (
+        "The documents do not seem to answer this (searched for: {query!r}). The closest passages are cited below."
+    )
+    """The answer when retrieved passages do not hold the answer; ``{query}`` is what was searched."""
     no_answer_message: str = (
         "The model gave no answer in words (only source numbers or nothing). Ask again in other words, or use a "
         "larger model."
@@ -134,6 +150,14 @@ class AssistantConfig(SlmkitConfig):
     """Share of a sentence's words a passage must contain for the sentence to cite it."""
     remote: RemoteModelConfig | None = None
     """A remote route for the default router; None: the local SLM answers everything."""
+
+    def with_profile(self) -> AssistantConfig:
+        """These settings, with the model's profile in every profile field the caller did not set."""
+        profile = profile_for(self.model)
+        if profile is None:
+            return self
+        unset = [name for name in PROFILE_FIELDS if name not in self.model_fields_set]
+        return self.model_copy(update={name: getattr(profile, name) for name in unset})
 
 
 class Assistant(Runnable[AssistantInput, Answer | TokenEvent | AnswerEvent]):
@@ -177,7 +201,7 @@ class Assistant(Runnable[AssistantInput, Answer | TokenEvent | AnswerEvent]):
         config: AssistantConfig | None = None,
     ) -> None:
         self.knowledge_base = knowledge_base
-        self.config = config or AssistantConfig()
+        self.config = (config or AssistantConfig()).with_profile()
         self.model = model if model is not None else default_router(self.config)
         self.guards: list[Guard] = list(guards) if guards is not None else default_guards()
         self.memory = ConversationMemory(self.config.memory_turns)
@@ -215,9 +239,10 @@ class Assistant(Runnable[AssistantInput, Answer | TokenEvent | AnswerEvent]):
     @property
     def retriever(self) -> HybridRetriever:
         if self._retriever is None:
-            self._retriever = self.knowledge_base.as_retriever(
-                k=self.config.k, min_top_relevance=self.config.min_relevance
-            )
+            options: dict[str, Any] = {"k": self.config.k, "min_top_relevance": self.config.min_relevance}
+            if self.config.rerank_top_n is not None:
+                options["rerank_top_n"] = self.config.rerank_top_n
+            self._retriever = self.knowledge_base.as_retriever(**options)
         return self._retriever
 
     # -- the public calls ------------------------------------------------------------------------------------
@@ -377,7 +402,10 @@ class Assistant(Runnable[AssistantInput, Answer | TokenEvent | AnswerEvent]):
                 f"`slmkit ingest PATH --kb {kb.name}` (or KnowledgeBase.ingest)."
             )
         mark = time.perf_counter()
-        passages = one_per_source(self.retriever.invoke(query, config=config, k=cfg.k * 3), cfg.k)
+        if cfg.group_by_source:
+            passages = one_per_source(self.retriever.invoke(query, config=config, k=cfg.k * 3), cfg.k)
+        else:
+            passages = self.retriever.invoke(query, config=config, k=cfg.k)
         timings["retrieve_ms"] = _ms(mark)
         # after retrieval, whose embedder would compete with it for the interpreter; llama.cpp mostly does not
         background = _Background(lambda: [g.check_input(question, call) for g in watchers]) if watchers else None
@@ -393,6 +421,9 @@ class Assistant(Runnable[AssistantInput, Answer | TokenEvent | AnswerEvent]):
             return
 
         excerpts = [excerpt(p.page_content, query, cfg.passage_chars) for p in passages]
+        signals = passage_signals(query, excerpts, [float(p.metadata.get("relevance") or 0.0) for p in passages])
+        if reranked := [float(p.metadata["rerank_score"]) for p in passages if "rerank_score" in p.metadata]:
+            signals["top_rerank"] = max(reranked)
         recent = history[-2 * cfg.history_turns :] if cfg.history_turns else []
         prompt = as_question(asked) if cfg.claims_as_questions else asked
         messages = answer_messages(prompt, excerpts, instructions=cfg.instructions, history=recent)
@@ -414,19 +445,28 @@ class Assistant(Runnable[AssistantInput, Answer | TokenEvent | AnswerEvent]):
         timings.setdefault("first_token_ms", _ms(started))
 
         attribution = attribute(cap.text, excerpts, question=query, min_support=cfg.min_citation_support)
+        refused = says_not_found(cap.text, cfg.refusal)
+        confidence = (last.response_metadata.get("confidence") if last is not None else None) or {}
+        signals |= answer_signals(strip_markers(cap.text), excerpts, confidence, refused=refused)
+        abstained = refused or (cfg.decline is not None and cfg.decline.declines(signals))
+        if cfg.decline is not None:
+            signals["answer_score"] = round(cfg.decline.score(signals), 4)
         waited = background.wait() if background else 0.0
         mark = time.perf_counter()
         call.context = excerpts
         text = attribution.text
-        if not words(text):
+        if abstained:
+            # The closest passages are offered instead: the reader may find what the model could not.
+            text = cfg.decline_message.format(query=query)
+            cited = list(range(min(2, len(passages))))
+        elif not words(text):
             text = cfg.no_answer_message  # nothing for the output guards to check
+            cited = []
         else:
             for guard in self.guards:
                 text = guard.check_output(text, call)
+            cited = [i for i in attribution.cited if f"[{i + 1}]" in text]
         timings["guards_ms"] = guards_ms + waited + _ms(mark)
-
-        abstained = cfg.refusal.rstrip(".").lower() in text.lower()
-        cited = [] if abstained else [i for i in attribution.cited if f"[{i + 1}]" in text]
         timings["total_ms"] = _ms(started)
         yield AnswerEvent(
             answer=Answer(
@@ -437,6 +477,7 @@ class Assistant(Runnable[AssistantInput, Answer | TokenEvent | AnswerEvent]):
                 timings=timings,
                 abstained=abstained,
                 query=query,
+                signals={name: round(value, 4) for name, value in signals.items()},
             )
         )
 

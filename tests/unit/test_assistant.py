@@ -13,6 +13,7 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from pydantic import PrivateAttr
 
 from slmkit.agent import Answer, AnswerEvent, Assistant, AssistantConfig, TokenEvent
+from slmkit.agent.decline import DeclineRule
 from slmkit.core.errors import GuardBlockedError, KnowledgeBaseError
 from slmkit.guards import Guard, GuardCall
 from slmkit.retrieval import KnowledgeBase, KnowledgeBaseConfig
@@ -153,10 +154,26 @@ def test_nothing_relevant_means_abstaining_without_calling_the_model(kb):
     assert spy(a).seen == []
 
 
-def test_the_refusal_phrase_counts_as_abstaining(kb):
-    answer = assistant(kb, "The documents do not say.").ask("How much energy does the battery store?")
+def test_the_refusal_phrase_counts_as_abstaining_and_offers_the_closest_passages(kb):
+    question = "How much energy does the battery store?"
+    answer = assistant(kb, "The documents do not say.").ask(question)
     assert answer.abstained is True
-    assert answer.citations == []
+    assert answer.text == AssistantConfig().decline_message.format(query=question)
+    assert question in answer.text
+    assert Path(answer.citations[0].source).name == "battery.txt"
+    assert answer.signals["refused"] == 1.0
+
+
+def test_a_decline_rule_turns_an_unsupported_answer_into_a_decline(kb):
+    rule = DeclineRule(weights={"answer_support": 10.0}, bias=-5.0, threshold=0.5)
+    question = "How much energy does the battery store?"
+    invented = assistant(kb, "It stores hydrogen in vanadium flasks.", decline=rule).ask(question)
+    assert invented.abstained is True
+    assert invented.signals["answer_score"] < 0.5
+    grounded = assistant(kb, "The battery stores 13.5 kWh of energy.", decline=rule).ask(question)
+    assert grounded.abstained is False
+    assert grounded.signals["answer_score"] > 0.5
+    assert "13.5 kWh" in grounded.text
 
 
 def test_a_missing_knowledge_base_is_a_clear_error(tmp_path):
