@@ -186,8 +186,9 @@ class Assistant(Runnable[AssistantInput, Answer | TokenEvent | AnswerEvent]):
         model: any LangChain chat model; None: a ``RoutedChatModel`` over ``ChatLocalSLM(config.model)`` (plus
             ``config.remote`` if set). Pass your own ``RoutedChatModel`` for a custom policy; answers carry its
             ``RoutingDecision``.
-        guards: input and output guards, applied in order; None: ``PIIGuard(action="keep")`` (PII in the
-            question is found and reported; privacy toward remote routes is the router's ``KeepLocalIfPII``) and
+        guards: input and output guards, applied in order; None: ``PIIGuard(action="keep", output_action="keep")``
+            (PII in the question and in the answer is found and reported, ``guard_report.findings["input"]`` and
+            ``["output"]``; privacy toward remote routes is the router's ``KeepLocalIfPII``) and
             ``GroundingGuard()`` (each sentence scored against the excerpts; the report is in the answer);
             ``[]``: no guards.
         config: retrieval, prompt and generation settings.
@@ -493,10 +494,12 @@ class Assistant(Runnable[AssistantInput, Answer | TokenEvent | AnswerEvent]):
 
 # -- defaults ------------------------------------------------------------------------------------------------
 def default_guards() -> list[Guard]:
-    """PII found in the question and reported (kept: the local model may see it), grounding reported."""
+    """PII found in the question and in the answer and reported (kept: the local model may see it, and the
+    answer repeats the user's own documents), grounding reported. ``PIIGuard(output_action="redact")`` instead
+    hides PII that answers repeat from the documents."""
     from slmkit.guards import GroundingGuard, PIIGuard
 
-    return [PIIGuard(action="keep"), GroundingGuard()]
+    return [PIIGuard(action="keep", output_action="keep"), GroundingGuard()]
 
 
 def default_router(config: AssistantConfig) -> BaseChatModel:

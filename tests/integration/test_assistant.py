@@ -145,3 +145,22 @@ def test_a_qwen_profile_reads_whole_passages_answers_in_words_and_declines_what_
     declined = qwen.ask("Who painted the ceiling of the Sistine Chapel?")
     assert declined.abstained
     assert "2 hours" not in declined.text
+
+
+def test_the_default_guards_report_pii_that_the_answer_repeats_from_the_documents(tmp_path):
+    """Real Presidio and MiniLM; the model is scripted so that the answer surely repeats the e-mail address."""
+    from langchain_core.language_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "contacts.md").write_text("# Contacts\n\nSecurity incidents go to maria.keller@lumen.example at once.\n")
+    base = KnowledgeBase(name="contacts", path=tmp_path / "kb")
+    base.ingest([docs], show_progress=False)
+    model = GenericFakeChatModel(messages=iter([AIMessage("Write to maria.keller@lumen.example at once.")]))
+    answer = Assistant(base, model=model).ask("Where do security incidents go?")
+    assert "maria.keller@lumen.example" in answer.text  # reported, not redacted
+    assert answer.guard_report is not None
+    output = answer.guard_report.findings["output"]
+    assert [f.entity_type for f in output] == ["EMAIL_ADDRESS"]
+    assert answer.text[output[0].start : output[0].end] == "maria.keller@lumen.example"
