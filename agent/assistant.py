@@ -202,7 +202,7 @@ class Assistant(Runnable[AssistantInput, Answer | TokenEvent | AnswerEvent]):
         config: AssistantConfig | None = None,
     ) -> None:
         self.knowledge_base = knowledge_base
-        self.config = (config or AssistantConfig()).with_profile()
+        self.config = _profiled(config or AssistantConfig(), model)
         self.model = model if model is not None else default_router(self.config)
         self.guards: list[Guard] = list(guards) if guards is not None else default_guards()
         self.memory = ConversationMemory(self.config.memory_turns)
@@ -548,6 +548,22 @@ def _openai_compatible(remote: RemoteModelConfig, config: AssistantConfig) -> Ba
 
 
 # -- helpers -------------------------------------------------------------------------------------------------
+def _profiled(config: AssistantConfig, model: BaseChatModel | None) -> AssistantConfig:
+    """The config with the profile of the model that will answer: ``config.model`` when the assistant builds it,
+    else the local model inside the one given (a ``ChatLocalSLM``, or a ``RoutedChatModel`` whose default route is
+    one). Any other chat model gets the config as it is: a profile is tuned for one model."""
+    if model is None:
+        return config.with_profile()
+    from slmkit.agent.chat_local import ChatLocalSLM
+    from slmkit.routing import RoutedChatModel
+
+    if isinstance(model, RoutedChatModel):
+        model = model.policy.routes[model.policy.default_route].model
+    if isinstance(model, ChatLocalSLM):
+        return config.model_copy(update={"model": model.model}).with_profile()
+    return config
+
+
 def _reports_only(guard: Guard) -> bool:
     """A PII guard that only reports (every action ``keep``) cannot change the question, so it runs beside the
     answer instead of before it: Presidio's first load takes seconds, and the first token need not wait."""

