@@ -14,8 +14,8 @@ same questions, in one run.
 
 Rows (with the assistant's decline signals, ``Answer.signals``) go to ``--out`` as JSON lines, one file per system
 and model, so thresholds can be fitted offline (``benchmarks/abstention_fit.py``); the table of everything measured
-is printed at the end and by ``--report``. ``--set key=value`` overrides an AssistantConfig field (profile
-tuning); such runs are stored under their own name.
+on that sample is printed at the end and by ``--report`` (from the row files). ``--set key=value`` overrides an
+AssistantConfig field (profile tuning); such runs are stored under their own name.
 
     .venv/bin/python benchmarks/qa_squad.py --n 200
     .venv/bin/python benchmarks/qa_squad.py --models qwen2.5-coder-0.5b-instruct --systems assistant --set k=5
@@ -153,6 +153,15 @@ def report(summaries: dict[str, dict[str, Any]]) -> str:
     return head + "\n".join(lines)
 
 
+def recorded(folder: Path, n: int, seed: int) -> dict[str, dict[str, Any]]:
+    """Summaries of every run recorded in ``folder`` for this sample (several processes may have written them)."""
+    out = {}
+    for path in sorted(folder.glob(f"*-n{n}-s{seed}.jsonl")):
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        out[path.name.removesuffix(f"-n{n}-s{seed}.jsonl").replace("__", "/", 1)] = summarise(rows)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=squad_data.SQUAD, help="a file in the format of squad2_dev.json")
@@ -171,10 +180,8 @@ def main() -> None:
 
     out = args.out / args.data.stem
     out.mkdir(parents=True, exist_ok=True)
-    summary_file = out / f"summary-n{args.n}-s{args.seed}.json"
-    summaries: dict[str, Any] = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
     if args.report:
-        print(report(summaries))
+        print(report(recorded(out, args.n, args.seed)))
         return
 
     _, questions = squad_data.load(args.data)
@@ -197,10 +204,8 @@ def main() -> None:
             stem = name.replace("/", "__").replace(" ", "_")[:150]
             with (out / f"{stem}-n{args.n}-s{args.seed}.jsonl").open("w", encoding="utf-8") as fh:
                 fh.writelines(json.dumps(r) + "\n" for r in rows)
-            summaries[name] = summarise(rows)
-            summary_file.write_text(json.dumps(summaries, indent=1))
-            print(name, json.dumps(summaries[name]), flush=True)
-    print(report(summaries))
+            print(name, json.dumps(summarise(rows)), flush=True)
+    print(report(recorded(out, args.n, args.seed)))
 
 
 if __name__ == "__main__":

