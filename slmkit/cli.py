@@ -143,7 +143,8 @@ def _print_answer(events: Iterator[TokenEvent | AnswerEvent], *, quiet: bool) ->
         answer = event.answer
         print()
         if strip_markers(answer.text).strip() != "".join(streamed).strip():
-            print(f"(checked) {answer.text}")
+            # The streamed draft was replaced: declined as unsupported, or changed by a guard.
+            print(f"({'declined' if answer.abstained else 'checked'}) {answer.text}")
         if answer.citations:
             print("\nSources:")
         for c in answer.citations:
