@@ -138,9 +138,12 @@ _TINY_PROFILE = ModelProfile(
 _READER_PROFILE = ModelProfile(
     # Declining: on 176 Qwen2.5-Coder-0.5B answers (articles left out in turn) the best-passage relevance alone
     # (worst article 0.292, mean 0.421 balanced) beat a logistic rule over all signals (0.167, 0.349) and the
-    # model's own refusals (0.167, 0.329); 0.41 is its threshold fitted on all of them (false-decline <= 0.15).
-    # Relevance does not depend on the model, so below it no model is called.
-    min_relevance=0.41,
+    # model's own refusals (0.167, 0.329). Fitted on all of them the threshold is 0.41, which declines the
+    # example documents' own "How quickly must a lost laptop be reported?" (0.37: a PDF page holds many topics),
+    # so SQuAD's threshold does not carry over to other documents as it is; 0.35 keeps part of the gain there
+    # (balanced 0.375 vs 0.354, worst article 0.25 vs 0.167). Relevance does not depend on the model, and below
+    # it no model is called.
+    min_relevance=0.35,
     k=4,
     group_by_source=False,
     passage_chars=1200,
