@@ -183,10 +183,10 @@ CATALOGUE: dict[str, ModelSpec] = {
             profile=_READER_PROFILE.model_copy(
                 update={
                     "measured": ProfileScore(
-                        balanced=0.375,
-                        answered_correct=0.40,
-                        declined_correctly=0.35,
-                        false_decline=0.25,
+                        balanced=0.35,
+                        answered_correct=0.45,
+                        declined_correctly=0.25,
+                        false_decline=0.20,
                         seconds_per_question=6.88,
                         first_token_s=5.68,
                         questions=40,
