@@ -5,7 +5,8 @@
 Modules, one job each: ``loaders`` (file -> text documents), ``splitting`` (token-aware chunks), ``embeddings``
 (sentence-transformers, packaged MiniLM by default), ``manifest`` (SQLite record of sources and chunks),
 ``store`` (the Chroma collection), ``bm25`` (bm25s index), ``ingest`` (incremental, crash-safe ingestion),
-``fusion`` (score fusion, de-duplication), ``knowledge_base`` and ``retriever``.
+``fusion`` (score fusion, de-duplication), ``knowledge_base``, ``retriever`` and ``rerank`` (a cross-encoder that
+reorders the retriever's best candidates; ONNX, packaged).
 Everything is imported lazily, so ``import slmkit.retrieval`` loads neither torch nor chromadb.
 """
 
@@ -21,9 +22,11 @@ if TYPE_CHECKING:
     from slmkit.retrieval.ingest import IngestReport, SkippedFile
     from slmkit.retrieval.knowledge_base import KnowledgeBase
     from slmkit.retrieval.loaders import load_file
+    from slmkit.retrieval.rerank import CrossEncoderReranker
     from slmkit.retrieval.retriever import HybridRetriever
 
 __all__ = [
+    "CrossEncoderReranker",
     "HybridRetriever",
     "IngestReport",
     "KnowledgeBase",
@@ -35,6 +38,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "CrossEncoderReranker": "slmkit.retrieval.rerank",
     "HybridRetriever": "slmkit.retrieval.retriever",
     "IngestReport": "slmkit.retrieval.ingest",
     "KnowledgeBase": "slmkit.retrieval.knowledge_base",

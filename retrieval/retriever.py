@@ -7,12 +7,14 @@ One query:
     candidates -> fetch text, metadata, vectors -> exact cosine and exact BM25 score for every candidate
                -> nothing if no candidate reaches ``min_top_relevance``
                -> fusion (score or rrf; see ``fusion``) -> drop chunks below ``min_relevance``
+               -> (``rerank_top_n``: the best N chunks only, re-ordered by a cross-encoder; see ``rerank``)
                -> merge neighbouring chunks, drop near-duplicates -> top ``k`` passages as Documents
 
 Each Document has the chunk id as ``id`` and, beside the chunk's own metadata (``source``, ``page``, offsets,
 ``headings``), ``score`` (fused) and ``relevance`` (cosine similarity to the query). The thresholds test
 ``relevance`` because it is on the same scale for every query, unlike fused scores, which are relative; so an
-empty list means "nothing relevant", an answer in itself.
+empty list means "nothing relevant", an answer in itself. With reranking on, each Document also carries
+``rerank_score`` (the cross-encoder's sigmoid relevance in [0, 1]) and passages come in its order.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field, model_validator
 
 from slmkit.retrieval.knowledge_base import KnowledgeBase
+from slmkit.retrieval.rerank import CrossEncoderReranker, rerank_score
 
 if TYPE_CHECKING:
     import numpy as np
@@ -44,6 +47,7 @@ class HybridRetriever(BaseRetriever):
             retriever = kb.as_retriever(k=5, filter={"format": "pdf"})
             retriever.invoke("side effects of metformin")            # 5 passages at most, maybe none
             retriever.invoke("side effects of metformin", k=2, filter={"source": "/docs/leaflet.pdf"})
+            kb.as_retriever(k=3, rerank_top_n=20)  # a cross-encoder reorders the 20 best chunks first
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -73,11 +77,18 @@ class HybridRetriever(BaseRetriever):
     merge_neighbours: bool = True
     """Chunks of the same source that overlap or follow each other in its text come back as one passage, so
     ``k`` counts distinct passages rather than fragments of one (+0.005 nDCG@10, +0.015 recall@10 on SciFact)."""
+    rerank_top_n: int | None = Field(default=None, ge=1)
+    """Rerank the best N fused chunks with a cross-encoder before passages are assembled (only those N can be
+    returned); ``None``: no reranking. Costs a model call per chunk (see ``benchmarks/RESULTS.md``)."""
+    reranker: CrossEncoderReranker | None = None
+    """The cross-encoder used when ``rerank_top_n`` is set; ``None``: the packaged ms-marco-MiniLM-L-12-v2."""
 
     @model_validator(mode="after")
     def _some_weight(self) -> HybridRetriever:
         if self.bm25_weight == 0 and self.dense_weight == 0:
             raise ValueError("bm25_weight and dense_weight cannot both be 0.")
+        if self.reranker is not None and self.rerank_top_n is None:
+            raise ValueError("A reranker was given without rerank_top_n: set how many chunks it reranks.")
         return self
 
     def _get_relevant_documents(
@@ -122,7 +133,11 @@ class HybridRetriever(BaseRetriever):
         order = [int(row) for row in np.argsort(-fused, kind="stable")]
         if self.min_relevance is not None:
             order = [row for row in order if relevance[row] >= self.min_relevance]
+        if self.rerank_top_n is not None:
+            order = order[: self.rerank_top_n]
         chunks = [_document(ids[row], records[ids[row]], fused[row], relevance[row]) for row in order]
+        if self.rerank_top_n is not None and chunks:
+            chunks, order = _rerank(self.reranker or CrossEncoderReranker(), query, chunks, order)
         return self._passages(chunks, vectors[order], k)
 
     def _passages(self, chunks: list[Document], vectors: np.ndarray, k: int) -> list[Document]:
@@ -144,6 +159,19 @@ class HybridRetriever(BaseRetriever):
                 passages.append(chunk)
                 kept.append(row)
         return passages
+
+
+def _rerank(
+    reranker: CrossEncoderReranker, query: str, chunks: list[Document], order: list[int]
+) -> tuple[list[Document], list[int]]:
+    """Chunks (and their candidate rows) in the cross-encoder's order, each with ``rerank_score``."""
+    import numpy as np
+
+    logits = reranker.score(query, [chunk.page_content for chunk in chunks])
+    ranked = [int(i) for i in np.argsort(-logits, kind="stable")]
+    for i in ranked:
+        chunks[i].metadata["rerank_score"] = rerank_score(logits[i])
+    return [chunks[i] for i in ranked], [order[i] for i in ranked]
 
 
 def _rrf(

@@ -16,6 +16,7 @@ from slmkit.retrieval.embeddings import SentenceTransformerEmbeddings, embedding
 
 def test_retrieval_all_is_frozen():
     assert sorted(slmkit.retrieval.__all__) == [
+        "CrossEncoderReranker",
         "HybridRetriever",
         "IngestReport",
         "KnowledgeBase",
