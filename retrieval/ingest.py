@@ -35,6 +35,7 @@ import os
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -60,7 +61,7 @@ if TYPE_CHECKING:
     from slmkit.retrieval.splitting import Splitter
     from slmkit.retrieval.store import ChunkStore
 
-__all__ = ["IngestReport", "SkipKind", "SkippedFile", "ingest", "reconcile"]
+__all__ = ["IngestReport", "SkipKind", "SkippedFile", "VerifyReport", "ingest", "reconcile", "verify"]
 
 SkipKind = Literal["missing", "unsupported", "special", "unreadable"]
 """Why a file was skipped: ``missing`` (a given path does not exist), ``unsupported`` (not a document type slmkit
@@ -89,6 +90,31 @@ class IngestReport(BaseModel):
     """New chunks (chunks a changed file kept from its old version are not embedded again)."""
     chunks_removed: int = 0
     seconds: float = 0.0
+
+
+class VerifyReport(BaseModel):
+    """What ``verify`` found (and, with ``repair``, did)."""
+
+    manifest_chunks: int
+    chroma_chunks: int
+    missing: int = 0
+    """Chunks the manifest lists that Chroma lacks."""
+    orphans: int = 0
+    """Chunks in Chroma that no manifest row lists (deleted when repairing)."""
+    damaged_sources: list[str] = Field(default_factory=list)
+    """Files with missing chunks: embedded again when repairing."""
+    reingested: list[str] = Field(default_factory=list)
+    skipped: list[SkippedFile] = Field(default_factory=list)
+    manifest_set_aside: str | None = None
+    """Where a damaged manifest was moved before it was rebuilt from the files Chroma held chunks of."""
+
+    @property
+    def consistent(self) -> bool:
+        return not (self.missing or self.orphans)
+
+
+Committing = Callable[[], AbstractContextManager[object]]
+"""Exclusive access while Chroma and the manifest change (``KnowledgeBaseLocks.committing``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,7 +188,9 @@ class _Ingestion:
         splitter: Splitter,
         settings: str,
         batch_chunks: int,
+        committing: Committing,
     ) -> None:
+        self.committing = committing
         self.manifest = manifest
         self.store = store
         self.embed = embed
@@ -287,32 +315,37 @@ class _Ingestion:
         if not batch:
             return
         paths = [p.record.path for p in batch]
-        self.manifest.mark_pending(paths)
         new_ids: list[str] = []
         new_texts: list[str] = []
         new_metas: list[dict[str, Any]] = []
-        moved_ids: list[str] = []
-        moved_metas: list[dict[str, Any]] = []
-        stale: list[str] = []
-        for p in batch:
+        for p in batch:  # only this process writes, so the old chunk lists cannot change before the commit
             old = self.manifest.chunk_metadata(p.record.path)
-            for chunk_id, text, meta, row in zip(p.ids, p.texts, p.metadatas, p.rows, strict=True):
+            for chunk_id, text, meta in zip(p.ids, p.texts, p.metadatas, strict=True):
                 if chunk_id not in old:
                     new_ids.append(chunk_id)
                     new_texts.append(text)
                     new_metas.append(meta)
-                elif old[chunk_id] != row.metadata:
-                    moved_ids.append(chunk_id)
-                    moved_metas.append(meta)
-            stale.extend(old.keys() - set(p.ids))
-        if new_ids:
-            self.store.upsert(new_ids, self.embed(new_texts), new_texts, new_metas)
-        if moved_ids:
-            self.store.update_metadata(moved_ids, moved_metas)
-        self.manifest.commit([(p.record, p.rows) for p in batch])
-        if stale:
-            self.store.delete(stale)
-        self.manifest.clear_pending(paths)
+        vectors = self.embed(new_texts) if new_ids else None  # the slow part, while readers still search
+        with self.committing():
+            self.manifest.mark_pending(paths)
+            moved_ids: list[str] = []
+            moved_metas: list[dict[str, Any]] = []
+            stale: list[str] = []
+            for p in batch:
+                old = self.manifest.chunk_metadata(p.record.path)
+                for chunk_id, meta, row in zip(p.ids, p.metadatas, p.rows, strict=True):
+                    if chunk_id in old and old[chunk_id] != row.metadata:
+                        moved_ids.append(chunk_id)
+                        moved_metas.append(meta)
+                stale.extend(old.keys() - set(p.ids))
+            if vectors is not None:
+                self.store.upsert(new_ids, vectors, new_texts, new_metas)
+            if moved_ids:
+                self.store.update_metadata(moved_ids, moved_metas)
+            self.manifest.commit([(p.record, p.rows) for p in batch])
+            if stale:
+                self.store.delete(stale)
+            self.manifest.clear_pending(paths)
         for p in batch:
             (self.report.added if p.new else self.report.updated).append(p.record.path)
         self.report.chunks_embedded += len(new_ids)
@@ -321,11 +354,12 @@ class _Ingestion:
     def remove(self, sources: list[str]) -> None:
         if not sources:
             return
-        self.manifest.mark_pending(sources)
-        ids = self.manifest.chunk_ids(sources)
-        self.manifest.commit([], removed=sources)
-        self.store.delete(sorted(ids))
-        self.manifest.clear_pending(sources)
+        with self.committing():
+            self.manifest.mark_pending(sources)
+            ids = self.manifest.chunk_ids(sources)
+            self.manifest.commit([], removed=sources)
+            self.store.delete(sorted(ids))
+            self.manifest.clear_pending(sources)
         self.report.removed.extend(sources)
         self.report.chunks_removed += len(ids)
 
@@ -340,11 +374,21 @@ def ingest(
     settings: str,
     batch_chunks: int,
     show_progress: bool,
+    committing: Committing = nullcontext,
 ) -> IngestReport:
-    """Bring the knowledge base in line with ``paths`` (files and folders); see the module docstring."""
+    """Bring the knowledge base in line with ``paths`` (files and folders); see the module docstring.
+
+    The caller holds the knowledge base's writer lock; ``committing`` is taken around every change of Chroma and
+    the manifest, so readers in other processes never see half a batch.
+    """
     started = time.perf_counter()
-    run = _Ingestion(manifest, store, embed, splitter, settings, batch_chunks)
-    run.report.chunks_removed += _drop_orphans(manifest, store)
+    run = _Ingestion(manifest, store, embed, splitter, settings, batch_chunks, committing)
+    with committing():
+        run.report.chunks_removed += _drop_orphans(manifest, store)
+        reconcile(manifest, store)
+        damaged = _check_counts(manifest, store)
+    if damaged:
+        paths = [*paths, *damaged]
     todo, removed = run.plan(paths)
     run.remove(removed)
     batch: list[_Prepared] = []
@@ -382,6 +426,41 @@ def _drop_orphans(manifest: Manifest, store: ChunkStore) -> int:
     orphans = store.ids()
     store.delete(sorted(orphans))
     return len(orphans)
+
+
+def _check_counts(manifest: Manifest, store: ChunkStore) -> list[str]:
+    """The cheap part of ``verify``, run by every ingestion: when Chroma does not hold as many chunks as the manifest
+    lists (a deleted or truncated Chroma folder), repair; the files whose chunks went missing, to ingest again."""
+    if store.count() == manifest.chunk_count():
+        return []
+    return verify(manifest, store, repair=True).damaged_sources
+
+
+def verify(manifest: Manifest, store: ChunkStore, *, repair: bool) -> VerifyReport:
+    """Compare the manifest's chunk ids with Chroma's; with ``repair``, delete orphans and forget the files whose
+    chunks are missing (so the next ingestion of them embeds them as new files). Hold the commit lock."""
+    listed = manifest.chunk_sources()
+    held = store.ids()
+    missing = listed.keys() - held
+    orphans = held - listed.keys()
+    if store.url is not None:  # a shared server's collection may hold another machine's chunks: leave them
+        orphans = set()
+    damaged = sorted({listed[i] for i in missing})
+    report = VerifyReport(
+        manifest_chunks=len(listed),
+        chroma_chunks=len(held),
+        missing=len(missing),
+        orphans=len(orphans),
+        damaged_sources=damaged,
+    )
+    if repair:
+        if orphans:
+            store.delete(sorted(orphans))
+        if damaged:
+            kept = manifest.chunk_ids(damaged) & held
+            manifest.commit([], removed=damaged)
+            store.delete(sorted(kept))
+    return report
 
 
 def reconcile(manifest: Manifest, store: ChunkStore) -> None:

@@ -7,7 +7,14 @@ On disk, under ``path`` (default :func:`~slmkit.retrieval.config.default_kb_root
     path/<name>/bm25/<generation>/  the BM25 index built from that generation of the manifest
 
 so several knowledge bases live side by side in one folder. Construction only validates settings; the manifest
-and Chroma are opened on first use, when an interrupted ingestion is also reconciled (see ``ingest``).
+and Chroma are opened on first use.
+
+Several processes may use one knowledge base at once (a running ``slmkit serve`` while ``slmkit ingest`` adds
+files, say): one writer at a time, any number of readers (see ``locking``). A search sees one committed generation
+and the newest one: when another process has committed since the last search, the embedded Chroma client is opened
+afresh, and the BM25 index of the new generation loaded. Only a writer reconciles what an interrupted ingestion
+left, and every ingestion first checks that Chroma holds what the manifest lists (``verify``): a lost or truncated
+Chroma folder is rebuilt from the files, never reported as "unchanged".
 
 Example:
     .. code-block:: python
@@ -27,13 +34,16 @@ import os
 import shutil
 import sys
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from slmkit.core.errors import KnowledgeBaseError
+from slmkit.core.errors import CorruptManifestError, KnowledgeBaseError
 from slmkit.retrieval.config import DEFAULT_KB_NAME, KnowledgeBaseConfig, check_kb_name, default_kb_root
 from slmkit.retrieval.embeddings import SentenceTransformerEmbeddings, embedding_id, resolve_embedding
+from slmkit.retrieval.locking import KnowledgeBaseLocks
 
 if TYPE_CHECKING:
     import numpy as np
@@ -41,7 +51,7 @@ if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
 
     from slmkit.retrieval.bm25 import BM25Index
-    from slmkit.retrieval.ingest import IngestReport
+    from slmkit.retrieval.ingest import IngestReport, VerifyReport
     from slmkit.retrieval.manifest import Manifest
     from slmkit.retrieval.retriever import HybridRetriever
     from slmkit.retrieval.store import ChunkStore, Record
@@ -83,6 +93,9 @@ class KnowledgeBase:
         self._store: ChunkStore | None = None
         self._bm25: tuple[int, BM25Index] | None = None
         self._masks: dict[tuple[int, str], np.ndarray] = {}
+        self._locks = KnowledgeBaseLocks(self.folder)
+        self._store_generation: int | None = None
+        """The manifest generation the Chroma client has seen (``None``: not yet known)."""
 
     def __repr__(self) -> str:
         where = f", chroma_url={self.chroma_url!r}" if self.chroma_url else ""
@@ -106,7 +119,11 @@ class KnowledgeBase:
                 from slmkit.retrieval.store import ChunkStore
 
                 manifest = Manifest(self.folder / "manifest.sqlite")
-                built_with = manifest.get_meta("embedding")
+                try:
+                    built_with = manifest.get_meta("embedding")
+                except BaseException:
+                    manifest.close()
+                    raise
                 current = embedding_id(self.embedding)
                 if built_with is not None and built_with != current:
                     manifest.close()
@@ -116,9 +133,42 @@ class KnowledgeBase:
                         "(another name or path)."
                     )
                 store = ChunkStore(self.name, folder=self.path / "chroma", url=self.chroma_url)
-                reconcile(manifest, store)
                 self._manifest, self._store = manifest, store
+                with self._locks.writing_if_free() as free:  # a live writer finishes its own work
+                    if free and manifest.pending():
+                        with self._committing():
+                            reconcile(manifest, store)
             return self._manifest, self._store
+
+    @contextmanager
+    def _committing(self) -> Iterator[None]:
+        """Exclusive access while this process changes Chroma and the manifest (see ``locking``)."""
+        with self._locks.committing():
+            try:
+                yield
+            finally:
+                if self._manifest is not None:
+                    self._store_generation = self._manifest.generation
+
+    def _refresh(self) -> None:
+        """Open Chroma afresh if another process committed since this one last looked."""
+        if self._manifest is None or self._store is None:
+            return
+        generation = self._manifest.generation
+        if generation != self._store_generation:
+            self._store.reopen()
+            self._store_generation = generation
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """A consistent, current view for several search calls: no other process commits meanwhile.
+
+        Every search primitive takes it by itself; hold it around several calls (as ``HybridRetriever`` does) so
+        that their results come from one generation.
+        """
+        self._open()
+        with self._locks.reading(refresh=self._refresh):
+            yield
 
     def close(self) -> None:
         """Release the manifest file (Chroma's client is shared per process and stays open)."""
@@ -126,6 +176,8 @@ class KnowledgeBase:
             if self._manifest is not None:
                 self._manifest.close()
             self._manifest = self._store = self._bm25 = None
+            self._store_generation = None
+            self._locks.close()
 
     # -- ingestion ----------------------------------------------------------------------------------------------
     def ingest(
@@ -143,9 +195,10 @@ class KnowledgeBase:
         if isinstance(paths, str | os.PathLike):
             paths = [paths]
         manifest, store = self._open()
-        store.count()  # connect now: a missing Chroma server should fail before minutes of embedding
         counter, counter_name = self._token_counter()
-        with self._lock:
+        with self._locks.writing():
+            self._refresh()  # another writer may have committed while this one waited
+            store.count()  # connect now: a missing Chroma server should fail before minutes of embedding
             before = manifest.generation
             report = ingest(
                 paths,
@@ -156,10 +209,59 @@ class KnowledgeBase:
                 settings=self.config.splitting_fingerprint(counter_name),
                 batch_chunks=self.config.batch_chunks,
                 show_progress=sys.stderr.isatty() if show_progress is None else show_progress,
+                committing=self._committing,
             )
             if manifest.generation != before:
                 manifest.set_meta("embedding", embedding_id(self.embedding))
                 self._bm25_index()  # rebuilt now, so the first search after an ingestion is fast
+        return report
+
+    def verify(self, *, repair: bool = True, show_progress: bool | None = None) -> VerifyReport:
+        """Compare the manifest with Chroma chunk by chunk; with ``repair``, make them agree.
+
+        Chunks Chroma lacks are embedded again from their files (a file that is gone loses its chunks); chunks no
+        manifest row lists are deleted; the BM25 index is rebuilt. A damaged manifest is set aside and rebuilt by
+        ingesting again every file Chroma holds chunks of. ``slmkit doctor`` runs this.
+        """
+        from slmkit.retrieval.ingest import verify
+
+        try:
+            manifest, store = self._open()
+        except CorruptManifestError:
+            if not repair:
+                raise
+            return self._rebuild_manifest(show_progress)
+        with self._locks.writing():
+            self._refresh()
+            with self._committing():
+                report = verify(manifest, store, repair=repair)
+            if repair and report.damaged_sources:
+                redo = self.ingest(report.damaged_sources, show_progress=show_progress)
+                report.reingested, report.skipped = redo.added + redo.updated, redo.skipped
+            if repair:
+                shutil.rmtree(self.folder / "bm25", ignore_errors=True)
+                with self._lock:
+                    self._bm25 = None
+                self._bm25_index()
+        return report
+
+    def _rebuild_manifest(self, show_progress: bool | None) -> VerifyReport:
+        from slmkit.retrieval.ingest import VerifyReport
+        from slmkit.retrieval.store import ChunkStore
+
+        with self._locks.writing():
+            store = ChunkStore(self.name, folder=self.path / "chroma", url=self.chroma_url)
+            sources, held = sorted(store.sources()), store.count()
+            damaged = self.folder / "manifest.sqlite"
+            aside = damaged.with_name(f"manifest.sqlite.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+            for suffix in ("", "-wal", "-shm"):
+                if Path(f"{damaged}{suffix}").exists():
+                    os.replace(f"{damaged}{suffix}", f"{aside}{suffix}")
+            report = VerifyReport(
+                manifest_chunks=0, chroma_chunks=held, damaged_sources=sources, manifest_set_aside=str(aside)
+            )
+            redo = self.ingest(sources, show_progress=show_progress)  # a new manifest: Chroma is emptied first
+            report.reingested, report.skipped = redo.added + redo.updated, redo.skipped
         return report
 
     def _token_counter(self) -> tuple[Any, str]:
@@ -192,23 +294,27 @@ class KnowledgeBase:
 
     def bm25_search(self, query: str, n: int, where: dict[str, Any] | None = None) -> list[tuple[str, float]]:
         """Up to ``n`` (chunk id, BM25 score) pairs, best first, restricted to chunks matching ``where``."""
-        index = self._bm25_index()
-        mask = self._mask(where) if where else None
-        return index.search(query, n, mask)
+        with self.reading():
+            index = self._bm25_index()
+            mask = self._mask(where) if where else None
+            return index.search(query, n, mask)
 
     def bm25_scores(self, query: str, ids: list[str]) -> np.ndarray:
         """Exact BM25 scores of the given chunks (0 for unknown ids)."""
-        return self._bm25_index().score_ids(query, ids)
+        with self.reading():
+            return self._bm25_index().score_ids(query, ids)
 
     def dense_search(self, vector: list[float], n: int, where: dict[str, Any] | None = None) -> list[tuple[str, float]]:
         """Up to ``n`` (chunk id, cosine similarity) pairs, best first."""
         _, store = self._open()
-        return store.nearest(vector, n, where)
+        with self.reading():
+            return store.nearest(vector, n, where)
 
     def fetch(self, ids: list[str]) -> dict[str, Record]:
         """Text, metadata and vector of chunks by id."""
         _, store = self._open()
-        return store.fetch(ids)
+        with self.reading():
+            return store.fetch(ids)
 
     def as_retriever(self, **kwargs: Any) -> HybridRetriever:
         """A LangChain retriever over this knowledge base; ``kwargs`` are ``HybridRetriever`` fields."""
@@ -218,7 +324,9 @@ class KnowledgeBase:
 
     @property
     def vectorstore(self) -> Chroma:
-        """The Chroma collection as a ``langchain_chroma.Chroma`` (read it; write through ``ingest``)."""
+        """The Chroma collection as a ``langchain_chroma.Chroma`` (read it; write through ``ingest``).
+
+        It bypasses the knowledge base's locks: while another process ingests, prefer ``as_retriever``."""
         _, store = self._open()
         return store.as_vectorstore(self.embedding)
 

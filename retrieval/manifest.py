@@ -91,9 +91,11 @@ def _manifest_error(path: Path, exc: sqlite3.Error) -> Exception | None:
         moved = shlex.quote(f"{folder}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
         return CorruptManifestError(
             f"The manifest of knowledge base {folder.name!r}, {path}, is damaged ({_CORRUPT[code]}: {exc}). "
-            f"Move the knowledge base's folder out of the way (`mv {shlex.quote(str(folder))} {moved}`) and "
-            f"ingest your documents again (`slmkit ingest PATH... --kb {folder.name} --path "
-            f"{shlex.quote(str(folder.parent))}`): every file is read and embedded again, nothing is duplicated."
+            f"Rebuild it from the files it held with `slmkit doctor --kb {folder.name} --path "
+            f"{shlex.quote(str(folder.parent))}` (the damaged file is kept beside it), or move the knowledge base's "
+            f"folder out of the way (`mv {shlex.quote(str(folder))} {moved}`) and ingest your documents again "
+            f"(`slmkit ingest PATH... --kb {folder.name} --path {shlex.quote(str(folder.parent))}`): every file is "
+            "read and embedded again, nothing is duplicated."
         )
     if code in _ENVIRONMENT:
         return KnowledgeBaseError(
@@ -185,6 +187,10 @@ class Manifest:
         for source in sources:
             ids.update(self.chunk_metadata(source))
         return ids
+
+    def chunk_sources(self) -> dict[str, str]:
+        """Every chunk id -> its source."""
+        return {str(i): str(src) for i, src in self._rows("SELECT id, source FROM chunks")}
 
     def all_terms(self) -> tuple[list[str], list[list[str]]]:
         """Every chunk id and its BM25 terms, in a stable order."""

@@ -105,14 +105,20 @@ class HybridRetriever(BaseRetriever):
 
     def search(self, query: str, *, k: int, where: dict[str, Any] | None = None) -> list[Document]:
         """The retrieval itself, without LangChain's callbacks (benchmarks time this)."""
-        import numpy as np
-
-        from slmkit.retrieval.fusion import score_fusion
-
         kb = self.knowledge_base
         if not query.strip():
             return []
         vector = kb.embed_query(query)
+        with kb.reading():  # one generation for every step, even while another process ingests
+            return self._search(kb, query, vector, k, where)
+
+    def _search(
+        self, kb: KnowledgeBase, query: str, vector: list[float], k: int, where: dict[str, Any] | None
+    ) -> list[Document]:
+        import numpy as np
+
+        from slmkit.retrieval.fusion import score_fusion
+
         fetch = max(self.fetch_k, k)
         dense = kb.dense_search(vector, fetch, where) if self.dense_weight > 0 else []
         lexical = kb.bm25_search(query, fetch, where) if self.bm25_weight > 0 else []

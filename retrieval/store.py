@@ -45,6 +45,20 @@ def _settings() -> Any:
     return Settings(anonymized_telemetry=False)  # telemetry would try the network on every client start
 
 
+def _forget_cached_client(folder: Path) -> None:
+    """Make the next embedded client read ``folder`` afresh.
+
+    The embedded client keeps its vector index in memory and never notices another process's writes (searches then
+    miss new chunks, or name deleted ones: "Error finding id"), and Chroma hands every client of a folder the one
+    system it cached for it in this process. Dropping that entry gives a new client a fresh view; clients that
+    other stores hold keep working on what they had loaded, and are freed with them.
+    """
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    SharedSystemClient._identifier_to_system.pop(str(folder), None)
+    SharedSystemClient._identifier_to_refcount.pop(str(folder), None)
+
+
 class ChunkStore:
     """A Chroma collection, created on first use.
 
@@ -77,12 +91,25 @@ class ChunkStore:
                 )
         return self._collection
 
+    def reopen(self) -> None:
+        """Drop the connection, so that the next use sees what other processes committed since (see ``_connect``).
+
+        A Chroma server is always current: nothing to do."""
+        if self.url is not None:
+            return
+        with self._lock:
+            self._client = self._collection = None
+
     def _connect(self) -> Any:
         chromadb = _chromadb()
         if self.url is None:
             self.folder.mkdir(parents=True, exist_ok=True)
+            _forget_cached_client(self.folder)
             return chromadb.PersistentClient(path=str(self.folder), settings=_settings())
-        parsed = urlparse(self.url)
+        return self._connect_server(chromadb, self.url)
+
+    def _connect_server(self, chromadb: Any, url: str) -> Any:
+        parsed = urlparse(url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ConfigurationError(f"chroma_url must look like http://host:port, not {self.url!r}.")
         try:
@@ -132,6 +159,11 @@ class ChunkStore:
     def ids(self, where: dict[str, Any] | None = None) -> set[str]:
         """Ids of the chunks matching a Chroma ``where`` filter (all chunks when ``None``)."""
         return set(self.collection.get(where=where, include=[])["ids"])
+
+    def sources(self) -> set[str]:
+        """The ``source`` of every chunk: what a lost manifest is rebuilt from."""
+        metadatas = self.collection.get(include=["metadatas"])["metadatas"] or []
+        return {str(m["source"]) for m in metadatas if m and "source" in m}
 
     def nearest(self, vector: Sequence[float], n: int, where: dict[str, Any] | None = None) -> list[tuple[str, float]]:
         """Up to ``n`` (chunk id, cosine similarity) pairs, best first."""

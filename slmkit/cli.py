@@ -6,6 +6,7 @@
     slmkit ask --no-kb "question"      a one-shot answer from the local SLM alone
     slmkit chat [--kb NAME]            a conversation over your documents (follow-ups understood; Ctrl-D ends)
     slmkit ingest PATH... [--kb NAME]  add files and folders to a knowledge base (only changes are processed)
+    slmkit doctor [--kb NAME]          check that manifest, Chroma and BM25 agree, and repair what does not
     slmkit search "query" [--kb NAME]  ranked chunks from a knowledge base, with source and page
     slmkit serve [--host H --port P]   an OpenAI-compatible HTTP API over a knowledge base (/v1/chat/completions)
 
@@ -240,6 +241,30 @@ def _ingest(args: argparse.Namespace) -> int:
     return EXIT_ERROR if failed else EXIT_OK
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    kb = _existing_knowledge_base(args)
+    if kb is None:
+        return EXIT_ERROR
+    report = kb.verify(repair=not args.check, show_progress=not args.quiet)
+    if report.manifest_set_aside:
+        print(f"{kb.name}: the manifest was damaged; set aside as {report.manifest_set_aside}")
+    else:
+        print(
+            f"{kb.name}: manifest {report.manifest_chunks} chunks, Chroma {report.chroma_chunks}; "
+            f"{report.missing} missing from Chroma (in {len(report.damaged_sources)} files), {report.orphans} orphans"
+        )
+    for skipped in report.skipped:
+        print(f"skipped {_skip_line(skipped)}", file=sys.stderr)
+    if args.check:
+        print("consistent" if report.consistent else "inconsistent: run `slmkit doctor` without --check to repair")
+        return EXIT_OK if report.consistent else EXIT_ERROR
+    if report.reingested:
+        print(f"embedded again: {len(report.reingested)} files")
+    after = kb.verify(repair=False)
+    print("consistent" if after.consistent else "still inconsistent (see the skipped files above)")
+    return EXIT_OK if after.consistent else EXIT_ERROR
+
+
 INGEST_FAILURES = ("unreadable", "missing")
 """Skip kinds that make ``ingest`` exit 1: a document that should have been ingested was not."""
 
@@ -352,6 +377,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help=".txt .md .html .pdf .docx files, or folders")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_ingest)
+    p = sub.add_parser("doctor", parents=[kb_options], help="check a knowledge base and repair what disagrees")
+    p.add_argument("--check", action="store_true", help="only report; exit 1 when something disagrees")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_doctor)
     p = sub.add_parser("search", parents=[kb_options], help="search a knowledge base")
     p.add_argument("query")
     p.add_argument("-k", type=int, default=5, help="most results (default 5)")

@@ -442,3 +442,19 @@ def test_a_damaged_manifest_says_what_to_do_and_the_advice_works(tmp_path, docs,
     report = fresh.ingest([docs])
     assert len(report.added) == 3
     assert_consistent(fresh, docs)  # the old collection's chunks were dropped, not left to haunt dense search
+
+
+@pytest.mark.parametrize("how", ["not a database", "malformed pages"])
+def test_doctor_rebuilds_a_damaged_manifest_from_the_files_chroma_held(tmp_path, docs, how):
+    kb = make_kb(tmp_path)
+    kb.ingest([docs])
+    kb.close()
+    damage(kb.folder / "manifest.sqlite", how)
+    doctor = make_kb(tmp_path)
+    with pytest.raises(KnowledgeBaseError, match="slmkit doctor --kb notes"):
+        doctor.verify(repair=False)
+    report = doctor.verify(repair=True)
+    assert report.manifest_set_aside
+    assert Path(report.manifest_set_aside).is_file()  # the damaged file is kept
+    assert sorted(Path(p).name for p in report.reingested) == ["a.md", "b.txt", "c.md"]
+    assert_consistent(doctor, docs)
