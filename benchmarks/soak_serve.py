@@ -173,6 +173,14 @@ def main() -> None:
         thread.join(args.timeout + 120)
     stop.set()
     doctor = slmkit("doctor", "--check", "-q", env=env)
+    from slmkit.retrieval import KnowledgeBase  # one more process reading the same knowledge base
+
+    reader = KnowledgeBase(path=home / "kb").as_retriever(k=4)
+    retrievable = {
+        file
+        for file, (name, _) in projects.items()
+        if file in {Path(d.metadata["source"]).name for d in reader.invoke(f"Who leads Project {name}?")}
+    }
     server.send_signal(signal.SIGINT)
     server.wait(60)
 
@@ -195,6 +203,12 @@ def main() -> None:
     print(
         f"found at the first question: {sum(f for _, f in first_ask.values())}/{len(first_ask)}; of the questions "
         f"sent within 10 s of the ingestion's end: {sum(early)}/{len(early)}"
+    )
+    missed = set(projects) - set(seen_at)
+    print(
+        f"retrieved (top 4) by a separate reader process at the end: {len(retrievable)}/{len(projects)}; of the "
+        f"{len(missed)} files no answer cited: {len(missed & retrievable)} retrievable (the answer declined or cited "
+        "another passage)"
     )
     print(f"doctor --check: exit {doctor.returncode}: {doctor.stdout.strip()}")
     log = (home / "serve.log").read_text()
