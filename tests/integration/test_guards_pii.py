@@ -1,4 +1,5 @@
-"""PIIGuard on the real Presidio + spaCy small model, offline: detection per entity, actions, round trip."""
+"""PIIGuard on the real Presidio + spaCy model (en_core_web_md when installed, else the small one), offline:
+detection per entity, actions, round trip."""
 
 from __future__ import annotations
 
@@ -44,6 +45,22 @@ POSITIVES = [
     ("Send it to Augsburger Strasse 36, please.", "STREET_ADDRESS", "Augsburger Strasse 36"),
     ("Megan lives on Via Tasso 129 street.", "STREET_ADDRESS", "Via Tasso 129"),
     ("What is your address? it is PSC 0272, Box 1651", "STREET_ADDRESS", "PSC 0272, Box 1651"),
+    # issue 16: formats Presidio's recognizers miss, and whole address blocks
+    ("Mobile: 432 03 163", "PHONE_NUMBER", "432 03 163"),
+    ("Desk: +1-903-140-4508x769", "PHONE_NUMBER", "+1-903-140-4508x769"),
+    ("28-64-66-98 office\n+447700677662 mobile", "PHONE_NUMBER", "+447700677662"),
+    ("card number 2395286334599325 is lost", "CREDIT_CARD", "2395286334599325"),
+    ("Date: 2012-10-01 00:46:43", "DATE_TIME", "2012-10-01 00:46:43"),
+    (
+        "Angelo Rizzo\n\n50345 Wingertweg 126\n Suite 408\n Ependes\n\n Switzerland 82590",
+        "STREET_ADDRESS",
+        "50345 Wingertweg 126\n Suite 408\n Ependes\n\n Switzerland 82590",
+    ),
+    (
+        "send a new one to the corner of Kuusiku 7 and Alexander Flat?",
+        "STREET_ADDRESS",
+        "the corner of Kuusiku 7 and Alexander Flat",
+    ),
 ]
 
 
@@ -71,6 +88,12 @@ NEGATIVES = [
 @pytest.mark.parametrize(("text", "entity"), NEGATIVES, ids=[f"{r[1]}-{i}" for i, r in enumerate(NEGATIVES)])
 def test_negative(guard, text, entity):
     assert entity not in {t for t, _ in found(guard, text)}
+
+
+def test_default_model_is_the_medium_one_when_installed(guard):
+    from slmkit.guards.presidio_engine import DEFAULT_SPACY_MODEL, medium_model_available
+
+    assert guard.spacy_model == ("en_core_web_md" if medium_model_available() else DEFAULT_SPACY_MODEL)
 
 
 def test_allow_and_deny_lists():
