@@ -6,7 +6,7 @@ SETUP_STAMP := $(VENV)/.slmkit-setup
 .PHONY: setup demo test unit lint bench clean
 
 # Re-run set-up when the dependency lists or the set-up scripts change.
-$(SETUP_STAMP): pyproject.toml requirements/models.txt scripts/setup.sh scripts/llama_cmake_args.sh
+$(SETUP_STAMP): pyproject.toml requirements/models.txt requirements/models-pii.txt scripts/setup.sh scripts/llama_cmake_args.sh
 	VENV=$(VENV) bash scripts/setup.sh
 	touch $@
 
