@@ -30,9 +30,15 @@ from slmkit.guards.base import ContextItem, context_text
 from slmkit.guards.text import STOPWORDS, Sentence, content_words, numbers, split_sentences, stem, words
 
 __all__ = [
+    "SPAN_FEATURES",
     "ContextIndex",
+    "CrossEncoder",
+    "cross_encoder_features",
     "embedding_features",
+    "is_english",
+    "judgeable",
     "lexical_features",
+    "span_features",
     "structured_features",
 ]
 
@@ -64,6 +70,8 @@ class ContextIndex:
     numbers: frozenset[str]
     sentence_words: list[frozenset[str]]
     attributes: list[_Attribute]
+    english: bool = True
+    """Whether the context reads as English (else the guard cannot judge answers against it)."""
     embeddings: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -92,6 +100,7 @@ class ContextIndex:
             numbers=frozenset(numbers(full)),
             sentence_words=[frozenset(content_words(s)) for s in sentences],
             attributes=attributes,
+            english=is_english(full),
         )
 
     def sentence_embeddings(self, embeddings: Any) -> np.ndarray:
@@ -99,6 +108,57 @@ class ContextIndex:
             if self.embeddings is None:
                 self.embeddings = embed_texts(embeddings, self.sentences or [""])
             return np.asarray(self.embeddings)
+
+
+# -- what the guard can judge -----------------------------------------------------------------------------------
+def _wordlist(text: str) -> list[str]:
+    return text.split()
+
+
+_FOREIGN = frozenset(
+    _wordlist(
+        "der die das und ist nicht ein eine mit auf sich le la les est et des une pour dans qui pas el los "
+        "las que y es una por con para del il che di per non sono della het een van en niet och att är som "
+        "não com uma para em ao"
+    )
+)
+"""Function words of other Latin-script languages (German, French, Spanish, Italian, Dutch, Swedish, Portuguese)."""
+
+
+_CONVERSATION = frozenset(
+    stem(w)
+    for w in _wordlist(
+        "sure certainly okay ok yes thank thanks hope help helps glad happy welcome let know please hello hi"
+    )
+)
+
+
+def is_english(text: str) -> bool:
+    """Whether ``text`` reads as English: mostly Latin letters, and no more function words of other Latin-script
+    languages than English ones (lists and key-value records without function words pass). Stemming, stop words and
+    the cross-encoder are English-only."""
+    letters = [c for c in text[:20000] if c.isalpha()]
+    if not letters:
+        return True
+    latin = sum(c.isascii() or "\u00c0" <= c <= "\u024f" for c in letters)
+    if latin / len(letters) < 0.7:
+        return False
+    found = [w.lower() for w in words(text[:20000]) if not w[0].isdigit()]
+    if len(found) < 4:
+        return True
+    english = sum(w in STOPWORDS for w in found)
+    foreign = sum(w in _FOREIGN and w not in STOPWORDS for w in found)
+    return foreign < 2 or english >= foreign
+
+
+def judgeable(sentence: str) -> str:
+    """Why the guard cannot judge ``sentence``: "" (it can), "empty" (no content word or number to check, as in
+    "Sure!"), or "language" (not English)."""
+    if not is_english(sentence):
+        return "language"
+    if not numbers(sentence) and all(w in _CONVERSATION for w in content_words(sentence)):
+        return "empty"
+    return ""
 
 
 # -- lexical --------------------------------------------------------------------------------------------------------
@@ -125,6 +185,63 @@ def lexical_features(sentences: Sequence[Sentence], index: ContextIndex) -> np.n
         name_support = float(np.mean([n in index.vocabulary for n in names])) if names else 1.0
         rows.append((coverage, local_coverage, number_support, name_support))
     return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(LEXICAL_FEATURES))
+
+
+# -- spans ----------------------------------------------------------------------------------------------------------
+SPAN_FEATURES = (
+    "content_words",
+    "unsupported_words",
+    "unsupported_run",
+    "local_unsupported",
+    "unsupported_numbers",
+    "unsupported_names",
+)
+_ANSWER_WORDS = frozenset(
+    stem(w)
+    for w in _wordlist(
+        "passage passages text context document documents source sources article mention mentioned mentions "
+        "provide provided provides information state states stated according based given answer question "
+        "specific specifically detail details however note summary summarize summarized overall say says said "
+        "unable unfortunately sorry sufficient insufficient explicitly necessary"
+    )
+)
+"""Words an answer uses to talk about the context ("based on the passages, ..."): never unsupported."""
+_MARKER = re.compile(r"\[[^\[\]\n]{1,60}\]")
+
+
+def span_features(sentences: Sequence[Sentence], index: ContextIndex, question: str | None = None) -> np.ndarray:
+    """Per sentence, counts: content words, those absent from the context and the question, the longest run of
+    absent ones in a row, those absent from the context sentences that overlap the sentence most, numbers and
+    capitalised names absent from the context and the question."""
+    asked = frozenset(content_words(question)) if question else frozenset()
+    asked_numbers = frozenset(numbers(question)) if question else frozenset()
+    known = index.vocabulary | asked | _ANSWER_WORDS
+    rows = []
+    for sentence in sentences:
+        text = _MARKER.sub(" ", sentence.text)  # "[2]" cites a chunk: not a number the context must hold
+        content = content_words(text)
+        absent = [w not in known for w in content]
+        run = longest = 0
+        for a in absent:
+            run = run + 1 if a else 0
+            longest = max(longest, run)
+        unique = set(content)
+        overlap = np.array([len(unique & s) for s in index.sentence_words]) if index.sentence_words else np.zeros(0)
+        best = np.argsort(-overlap, kind="stable")[:_LOCAL_TOP_K]
+        local = frozenset().union(*(index.sentence_words[i] for i in best)) | asked | _ANSWER_WORDS
+        nums = numbers(text)
+        names = [stem(w) for w in words(text)[1:] if w[0].isupper() and w.lower() not in STOPWORDS]
+        rows.append(
+            (
+                len(content),
+                sum(absent),
+                longest,
+                sum(w not in local for w in content),
+                sum(n not in index.numbers and n not in asked_numbers for n in nums),
+                sum(n not in known for n in names),
+            )
+        )
+    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(SPAN_FEATURES))
 
 
 # -- structured -----------------------------------------------------------------------------------------------------
@@ -216,3 +333,79 @@ def embedding_features(sentences: Sequence[Sentence], index: ContextIndex, embed
     context = index.sentence_embeddings(embeddings)
     answer = embed_texts(embeddings, [s.text for s in sentences])
     return np.asarray((answer @ context.T).max(axis=1, keepdims=True), dtype=np.float64)
+
+
+# -- cross-encoder --------------------------------------------------------------------------------------------------
+CROSS_ENCODER_FEATURES = ("relevance",)
+CROSS_ENCODER_MODEL = "ms-marco-minilm-l12-reranker"
+"""The packaged INT8 ONNX ms-marco-MiniLM-L-12-v2 (``slmkit.core.onnx_models``), the retriever's reranker."""
+
+
+class CrossEncoder:
+    """The packaged MS MARCO cross-encoder as (query, passage) -> relevance logit; loads on first use (the ONNX
+    session is shared with the retriever's reranker in the same process)."""
+
+    def __init__(self, model: str = CROSS_ENCODER_MODEL, max_length: int = 256) -> None:
+        self.model = model
+        self.max_length = max_length
+        self._tokenizer: Any = None
+        self._session: Any = None
+        self._inputs: set[str] = set()
+        self._lock = threading.Lock()
+
+    def _load(self) -> None:
+        with self._lock:
+            if self._session is None:
+                from slmkit.core.onnx_models import onnx_session, onnx_tokenizer
+
+                tokenizer = onnx_tokenizer(self.model)
+                tokenizer.enable_truncation(max_length=self.max_length, strategy="longest_first")
+                tokenizer.no_padding()
+                session = onnx_session(self.model)
+                self._inputs = {node.name for node in session.get_inputs()}
+                self._tokenizer, self._session = tokenizer, session
+
+    def logits(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """One relevance logit per (query, passage) pair, each pair run alone (INT8 activations are quantised per
+        call, so a batch would let pairs move each other's scores)."""
+        if not pairs:
+            return np.zeros(0)
+        if self._session is None:
+            self._load()
+        out = np.empty(len(pairs))
+        for i, encoding in enumerate(self._tokenizer.encode_batch(list(pairs))):
+            feeds = {
+                "input_ids": np.asarray([encoding.ids], dtype=np.int64),
+                "attention_mask": np.asarray([encoding.attention_mask], dtype=np.int64),
+                "token_type_ids": np.asarray([encoding.type_ids], dtype=np.int64),
+            }
+            result = self._session.run(None, {k: v for k, v in feeds.items() if k in self._inputs})[0]
+            out[i] = float(np.asarray(result).reshape(-1)[0])
+        return out
+
+
+def best_windows(sentence: Sentence, index: ContextIndex, k: int = 1, width: int = 1) -> list[str]:
+    """The ``k`` context passages of ``width`` sentences (centred on one sentence, within one item) that share the
+    most content words with ``sentence``."""
+    if not index.sentences:
+        return []
+    unique = set(content_words(sentence.text))
+    overlap = np.array([len(unique & s) for s in index.sentence_words])
+    best = np.argsort(-overlap, kind="stable")[:k]
+    out = []
+    for i in best:
+        lo, hi = i - (width - 1) // 2, i + width // 2 + 1
+        owner = index.sentence_item[i]
+        pieces = [
+            index.sentences[j]
+            for j in range(max(0, lo), min(len(index.sentences), hi))
+            if index.sentence_item[j] == owner
+        ]
+        out.append(" ".join(pieces))
+    return out
+
+
+def cross_encoder_features(sentences: Sequence[Sentence], index: ContextIndex, encoder: CrossEncoder) -> np.ndarray:
+    """Per sentence: the cross-encoder's relevance logit of (sentence, the context sentence it overlaps most)."""
+    pairs = [(s.text, (best_windows(s, index) or [""])[0]) for s in sentences]
+    return encoder.logits(pairs).reshape(len(sentences), len(CROSS_ENCODER_FEATURES))

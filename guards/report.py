@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 __all__ = [
     "Action",
@@ -18,6 +18,7 @@ __all__ = [
     "GroundingResult",
     "GuardReport",
     "PIIFinding",
+    "SentenceStatus",
     "SentenceSupport",
     "Stage",
     "Verdict",
@@ -28,7 +29,10 @@ Action = Literal["block", "redact", "mask", "hash", "pseudonymize", "keep"]
 GroundingAction = Literal["annotate", "drop", "abstain", "escalate"]
 """What a grounding guard does with unsupported sentences."""
 Stage = Literal["input", "output"]
-Verdict = Literal["supported", "partially_supported", "unsupported", "no_context"]
+Verdict = Literal["supported", "partially_supported", "unsupported", "unverified", "no_context"]
+"""``unverified``: the guard cannot judge the answer (e.g. it is not in English, or says nothing it could check); such
+an answer is never reported as supported."""
+SentenceStatus = Literal["supported", "unsupported", "unverified"]
 
 
 class PIIFinding(BaseModel):
@@ -63,12 +67,23 @@ class SentenceSupport(BaseModel):
     score: float
     """Support in [0, 1]: the estimated probability that the sentence is supported by the context."""
     supported: bool
+    status: SentenceStatus | None = None
+    """``supported`` / ``unsupported`` as ``supported`` says, or ``unverified``: the guard could not judge the sentence
+    (nothing in it to check, or not a language it reads); an unverified sentence is never ``supported``."""
     signals: dict[str, float] = {}
     """Each signal's own support value in [0, 1] (1 = supported)."""
     citations: list[str] = []
     """Citation markers found in the sentence, e.g. ``["1", "doc-7"]``."""
     bad_citations: list[str] = []
     """Citations whose chunk does not support the sentence (or does not exist)."""
+
+    @model_validator(mode="after")
+    def _status(self) -> SentenceSupport:
+        if self.status is None:
+            self.status = "supported" if self.supported else "unsupported"
+        else:
+            self.supported = self.status == "supported"
+        return self
 
 
 class GroundingResult(BaseModel):

@@ -1,4 +1,4 @@
-"""GroundingGuard with the real MiniLM embedder on hand-written supported and unsupported answers."""
+"""GroundingGuard with the real packaged cross-encoder on hand-written supported and unsupported answers."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def test_a_capitalised_stop_word_is_not_an_unsupported_name(guard):
     ]
     answer = "A lost laptop must be reported to the IT service desk within 2 hours."
     result = guard.check(answer=answer, context=context, question="How quickly must a lost laptop be reported?")
-    assert result.sentences[0].signals["name_support"] == 1.0
+    assert result.sentences[0].signals["unsupported_names"] == 0.0
     assert result.verdict == "supported", result
 
 
@@ -100,6 +100,34 @@ def test_structured_context_conflicts():
     wrong = guard.check(answer="Finch & Fork offers outdoor seating.", context=business)
     assert ok.score > wrong.score
     assert wrong.sentences[0].signals["attribute_consistency"] == 0.0
+
+
+def test_the_cross_encoder_signal_reads_the_packaged_model():
+    guard = GroundingGuard(signals=("spans", "structured", "cross_encoder"))
+    good = guard.check(answer=SUPPORTED[2], context=CONTEXT, question="When was Blue Bell founded?")
+    bad = guard.check(answer=UNSUPPORTED[2], context=CONTEXT, question="When was Blue Bell founded?")
+    assert good.signals == ["spans", "structured", "cross_encoder"]
+    assert good.sentences[0].signals["relevance"] > 0  # the MS MARCO logit of (sentence, best context sentence)
+    assert good.score > bad.score
+
+
+def test_rag_style_answers_and_refusals(guard):
+    # an LLM's phrasing ("Based on the given passages") and a refusal are not invented facts
+    question = "How many people died in Kansas?"
+    ok = guard.check(
+        answer="Based on the given passages, three people died in Kansas.", context=CONTEXT, question=question
+    )
+    refusal = guard.check(answer="Unable to answer based on given passages.", context=CONTEXT, question="Who owns it?")
+    added = guard.check(
+        answer="Based on the given passages, three people died in Kansas. The victims were all over 80 years old and "
+        "had eaten strawberry ice cream in a nursing home in Wichita.",
+        context=CONTEXT,
+        question=question,
+    )
+    assert ok.verdict == "supported"
+    assert refusal.verdict == "supported"
+    assert added.verdict != "supported"
+    assert [s.status for s in added.sentences] == ["supported", "unsupported"]
 
 
 def test_no_context():
