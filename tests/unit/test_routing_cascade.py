@@ -12,7 +12,15 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field, ValidationError
 
-from slmkit.routing import Cascade, LogprobConfidence, Route, RoutedChatModel, RoutingDecision, RoutingPolicy
+from slmkit.routing import (
+    Cascade,
+    KeepLocalIfPII,
+    LogprobConfidence,
+    Route,
+    RoutedChatModel,
+    RoutingDecision,
+    RoutingPolicy,
+)
 from slmkit.routing.cascade import (
     CombinedConfidence,
     ConsistencyConfidence,
@@ -34,6 +42,13 @@ class Scripted(BaseChatModel):
 
     def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any):
         return ChatResult(generations=[ChatGeneration(message=self.script.pop(0))])
+
+
+class NoPII:
+    """A PII detector that finds nothing: these tests are about confidence, not privacy (which has its own)."""
+
+    def detect(self, text: str) -> list[Any]:
+        return []
 
 
 class FixedSupport:
@@ -100,6 +115,7 @@ def test_cascade_escalates_on_the_combined_score(prob, support, route):
     policy = RoutingPolicy(
         routes={"slm": Route(model=slm, local=True), "llm": Route(model=llm)},
         cascade=Cascade(first="slm", then="llm", escalate_below=threshold, confidence=signal),
+        rules=[KeepLocalIfPII(detector=NoPII())],
     )
     out = RoutedChatModel(policy=policy).invoke([SystemMessage("ctx"), HumanMessage("q")])
     decision = RoutingDecision.from_message(out)
