@@ -39,7 +39,7 @@ from slmkit.agent.citations import SentenceCap, attribute, strip_markers
 from slmkit.agent.claims import as_question
 from slmkit.agent.decline import DeclineRule, answer_signals, passage_signals, says_not_found
 from slmkit.agent.memory import ConversationMemory, check_rewrite, fallback_query, looks_like_follow_up
-from slmkit.agent.profiles import PROFILE_FIELDS, TINY_INSTRUCTIONS
+from slmkit.agent.profiles import PROFILE_FIELDS, TINY_INSTRUCTIONS, ExcerptRanker
 from slmkit.agent.prompts import (
     answer_messages,
     excerpt,
@@ -109,7 +109,11 @@ class AssistantConfig(SlmkitConfig):
     """Rerank this many retrieved candidates with the packaged cross-encoder before choosing the passages
     (``HybridRetriever.rerank_top_n``); None: no reranking."""
     passage_chars: int = Field(default=400, ge=40)
-    """Characters of each passage in the prompt (the sentences that share most words with the question)."""
+    """Characters of each passage in the prompt (its sentences most relevant to the question, see
+    ``excerpt_ranker``)."""
+    excerpt_ranker: ExcerptRanker = "overlap"
+    """How those sentences are chosen: ``"overlap"`` (content words shared with the question) or
+    ``"cross-encoder"`` (the packaged MS MARCO cross-encoder's relevance; costs ~10 ms per sentence)."""
     max_tokens: int = Field(default=80, ge=1)
     """Answer tokens at most (two sentences fit; what a tiny model writes after them is rarely grounded)."""
     max_sentences: int | None = Field(default=2, ge=1)
@@ -421,7 +425,8 @@ class Assistant(Runnable[AssistantInput, Answer | TokenEvent | AnswerEvent]):
             yield AnswerEvent(answer=answer)
             return
 
-        excerpts = [excerpt(p.page_content, query, cfg.passage_chars) for p in passages]
+        scorer = _cross_encoder_scores if cfg.excerpt_ranker == "cross-encoder" else None
+        excerpts = [excerpt(p.page_content, query, cfg.passage_chars, scorer) for p in passages]
         signals = passage_signals(query, excerpts, [float(p.metadata.get("relevance") or 0.0) for p in passages])
         if reranked := [float(p.metadata["rerank_score"]) for p in passages if "rerank_score" in p.metadata]:
             signals["top_rerank"] = max(reranked)
@@ -601,6 +606,13 @@ class _Background:
 class _Failure:
     def __init__(self, error: BaseException) -> None:
         self.error = error
+
+
+def _cross_encoder_scores(query: str, sentences: list[str]) -> Sequence[float]:
+    """The packaged cross-encoder's relevance logits (loaded once per process, on first use)."""
+    from slmkit.retrieval.rerank import CrossEncoderReranker
+
+    return [float(x) for x in CrossEncoderReranker().score(query, sentences)]
 
 
 def _ms(since: float) -> float:

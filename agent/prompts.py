@@ -11,7 +11,7 @@ sentences rather than a few pages, and the prompt's length is most of the time t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
@@ -20,6 +20,7 @@ from slmkit.guards.text import content_words, split_sentences
 
 __all__ = [
     "REWRITE_INSTRUCTIONS",
+    "SentenceScorer",
     "answer_messages",
     "excerpt",
     "format_sources",
@@ -34,14 +35,23 @@ REWRITE_INSTRUCTIONS = (
 )
 
 
-def excerpt(text: str, query: str, budget: int) -> str:
-    """The sentences of ``text`` sharing most content words with ``query``, in their original order, at most
-    ``budget`` characters (at least one sentence, cut at a word boundary if it alone is too long)."""
+SentenceScorer = Callable[[str, list[str]], Sequence[float]]
+"""Relevance of each sentence to the query, higher is better (e.g. ``CrossEncoderReranker().score``)."""
+
+
+def excerpt(text: str, query: str, budget: int, scorer: SentenceScorer | None = None) -> str:
+    """The sentences of ``text`` most relevant to ``query``, in their original order, at most ``budget``
+    characters (at least one sentence, cut at a word boundary if it alone is too long). Relevance is the number of
+    content words shared with the query, or ``scorer``'s when given."""
     sentences = [s.text for line in text.splitlines() for s in split_sentences(line)]
     if not sentences:
         return ""
-    wanted = set(content_words(query))
-    ranked = sorted(range(len(sentences)), key=lambda i: (-len(wanted & set(content_words(sentences[i]))), i))
+    if scorer is not None:
+        scores = [float(x) for x in scorer(query, sentences)]
+    else:
+        wanted = set(content_words(query))
+        scores = [float(len(wanted & set(content_words(sentence)))) for sentence in sentences]
+    ranked = sorted(range(len(sentences)), key=lambda i: (-scores[i], i))
     keep: list[int] = []
     used = 0
     for i in ranked:

@@ -175,6 +175,29 @@ def test_excerpt_keeps_the_sentences_sharing_most_words_in_order_within_budget()
     assert len(excerpt("word " * 200, "word", budget=50)) <= 54  # one long sentence is cut, with " ..."
 
 
+def test_excerpt_with_a_scorer_keeps_the_best_scored_sentences_in_order():
+    text = "Cats purr. The warranty lasts 10 years. Dogs bark loudly at night. Warranty claims need a receipt."
+    asked = []
+
+    def scorer(query, sentences):
+        asked.append((query, sentences))
+        return [len(s) if "a" in s.split()[0].lower() else 0 for s in sentences]  # favours "Cats", "Warranty"
+
+    out = excerpt(text, "How long?", budget=60, scorer=scorer)
+    assert out == "Cats purr. Warranty claims need a receipt."
+    assert asked == [
+        (
+            "How long?",
+            [
+                "Cats purr.",
+                "The warranty lasts 10 years.",
+                "Dogs bark loudly at night.",
+                "Warranty claims need a receipt.",
+            ],
+        )
+    ]
+
+
 def test_answer_prompt_puts_sources_next_to_the_question():
     messages = answer_messages("Q?", ["alpha", "beta"], instructions="Be brief.", history=[AIMessage("earlier")])
     assert [m.type for m in messages] == ["system", "ai", "human"]
