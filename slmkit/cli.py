@@ -411,8 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--embedder",
         default=None,
-        help="embedder of a new knowledge base: all-minilm-l6-v2 (default: fast) or bge-small-en-v1.5 (better "
-        "retrieval, slower ingestion); an existing one keeps the embedder it was built with",
+        help="embedder of a new knowledge base: all-minilm-l6-v2 (default, fast) or bge-small-en-v1.5 (better "
+        "ranking, slower; relevance thresholds are fitted on MiniLM); an existing one keeps the embedder it was "
+        "built with",
     )
     p.set_defaults(func=_ingest)
     p = sub.add_parser("doctor", parents=[kb_options], help="check a knowledge base and repair what disagrees")

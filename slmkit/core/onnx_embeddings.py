@@ -71,6 +71,7 @@ __all__ = [
     "OnnxEmbedderSpec",
     "OnnxEmbeddings",
     "export_minilm",
+    "fast_minilm",
     "minilm_export_dir",
     "minilm_export_ready",
 ]
@@ -194,6 +195,12 @@ class OnnxEmbeddings(SentenceTransformerEmbeddings):
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` for this model, without special tokens (reads only the tokenizer)."""
         return _token_counter(self.model)(text)
+
+
+def fast_minilm() -> SentenceTransformerEmbeddings:
+    """all-MiniLM-L6-v2 on ONNX Runtime when its export is ready, else on PyTorch (same vectors, same id). Guards
+    and routing can use it in place of ``SentenceTransformerEmbeddings()`` to leave torch out."""
+    return OnnxEmbeddings(model=MINILM) if minilm_export_ready() else SentenceTransformerEmbeddings()
 
 
 def _spec(model: str) -> OnnxEmbedderSpec:

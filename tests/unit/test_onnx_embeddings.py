@@ -18,7 +18,6 @@ from slmkit.core import onnx_embeddings
 from slmkit.core.embeddings import DEFAULT_EMBEDDING_ID, SentenceTransformerEmbeddings, embed_texts
 from slmkit.core.errors import ConfigurationError, ModelIntegrityError, ModelNotFoundError
 from slmkit.core.onnx_embeddings import BGE_SMALL, MINILM, OnnxEmbeddings, _pool, _Runner
-from slmkit.retrieval import embeddings as kb_embeddings
 from slmkit.retrieval.embeddings import (
     DEFAULT_NEW_EMBEDDER,
     embedder,
@@ -193,7 +192,7 @@ def manifest(folder, embedding_id=None):
 
 
 def test_named_embedders_and_aliases(monkeypatch):
-    monkeypatch.setattr(kb_embeddings, "minilm_export_ready", lambda: True)
+    monkeypatch.setattr(onnx_embeddings, "minilm_export_ready", lambda: True)
     assert type(embedder("all-minilm-l6-v2")) is OnnxEmbeddings
     assert type(embedder("minilm")) is OnnxEmbeddings
     assert embedder("bge-small").model == BGE_SMALL
@@ -203,14 +202,14 @@ def test_named_embedders_and_aliases(monkeypatch):
 
 
 def test_minilm_falls_back_to_pytorch_until_exported(monkeypatch):
-    monkeypatch.setattr(kb_embeddings, "minilm_export_ready", lambda: False)
+    monkeypatch.setattr(onnx_embeddings, "minilm_export_ready", lambda: False)
     assert type(resolve_embedding(None)) is SentenceTransformerEmbeddings
-    monkeypatch.setattr(kb_embeddings, "minilm_export_ready", lambda: True)
+    monkeypatch.setattr(onnx_embeddings, "minilm_export_ready", lambda: True)
     assert type(resolve_embedding(None)) is OnnxEmbeddings
 
 
 def test_a_knowledge_base_keeps_its_embedder(monkeypatch, tmp_path):
-    monkeypatch.setattr(kb_embeddings, "minilm_export_ready", lambda: True)
+    monkeypatch.setattr(onnx_embeddings, "minilm_export_ready", lambda: True)
     new = resolve_embedding(None, kb_folder=tmp_path / "new")
     assert embedding_id(new) == embedding_id(embedder(DEFAULT_NEW_EMBEDDER))
     built_minilm = manifest(tmp_path / "a", DEFAULT_EMBEDDING_ID)
@@ -252,7 +251,7 @@ def test_unreadable_manifest_is_an_error(tmp_path):
 def test_ingest_embedder_flag_picks_the_embedder_of_a_new_knowledge_base(monkeypatch, tmp_path):
     from slmkit import cli
 
-    monkeypatch.setattr(kb_embeddings, "minilm_export_ready", lambda: True)
+    monkeypatch.setattr(onnx_embeddings, "minilm_export_ready", lambda: True)
     args = cli.build_parser().parse_args(["ingest", "docs", "--path", str(tmp_path), "--embedder", "bge-small"])
     assert embedding_id(cli._knowledge_base(args).embedding) == BGE_SMALL
     args = cli.build_parser().parse_args(["ingest", "docs", "--path", str(tmp_path)])
