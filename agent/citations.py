@@ -10,7 +10,9 @@ A 135M model cites a wrong number, or none, as often as a right one, so citation
                   -> else, if it only replies to the question (restates it, or says yes or no): the highest-ranked
                      passage that covers the question (the retriever ranked them by relevance to this very
                      question, which picks the source a reply rests on better than word overlap does)
-                  -> else the best-covering passage (the higher-ranked one on a tie) if it covers it, else none
+                  -> else the best-covering passage (the higher-ranked one on a tie) if it covers it
+                  -> else, for a bare answer too short to claim anything alone ("28" to "How many days ...?"): the
+                     highest-ranked passage holding all of it that also covers the question, else none
     -> the answer with the kept markers at the end of their sentences, and the cited passages in order of first use
 
 Only what the model saw counts: pass the excerpts from the prompt, not the whole passages.
@@ -121,6 +123,8 @@ def attribute(
             best = max(range(len(scores)), key=lambda i: (scores[i], -i))
             if scores[best] >= min_support:
                 chosen = [best]
+        if not chosen and asked and 0 < len(own) < min_terms and own - asked:
+            chosen = _holds_short_answer(scores, asked_scores, min_support)
         removed += len(set(named)) - len({n for n in named if n - 1 in chosen})
         for i in chosen:
             if i not in cited:
@@ -152,6 +156,19 @@ def _about_question(scores: list[float], min_support: float) -> list[int]:
     """For a reply: the highest-ranked passage that covers at least half as much of the question as a sentence
     needs (the retriever ranked the passages by relevance to this very question)."""
     return next(([i] for i, score in enumerate(scores) if score >= min_support / 2), [])
+
+
+def _holds_short_answer(scores: list[float], asked_scores: list[float], min_support: float) -> list[int]:
+    """For a bare answer ("28", "1857"): the highest-ranked passage that holds all of it and covers the question;
+    the answer alone proves nothing, the answer beside the question's words does."""
+    return next(
+        (
+            [i]
+            for i, (own, asked) in enumerate(zip(scores, asked_scores, strict=True))
+            if own == 1.0 and asked >= min_support
+        ),
+        [],
+    )
 
 
 def strip_markers(text: str) -> str:

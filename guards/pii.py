@@ -263,7 +263,8 @@ _NEEDS_CONTEXT = {
 
 
 def _plausible(result: Any, text: str) -> bool:
-    """Context rules: a DATE_TIME must name a date, an NRP must be a word, weak number formats need context."""
+    """Context rules: a DATE_TIME must name a date, an NRP must be a word, a one-word PERSON has no article before
+    it, weak number formats need context."""
     value = text[result.start : result.end]
     if result.entity_type in _NEEDS_CONTEXT:
         before = text[max(0, result.start - 40) : result.start].lower()
@@ -272,7 +273,15 @@ def _plausible(result: Any, text: str) -> bool:
         return _CONCRETE_DATE.search(value) is not None and not re.fullmatch(r"\d{5,}", value)
     if result.entity_type == "NRP":
         return value.replace(" ", "").replace("-", "").isalpha()
+    if result.entity_type == "PERSON" and " " not in value.strip():
+        return _ARTICLE_BEFORE.search(text[max(0, result.start - 8) : result.start]) is None
     return True
+
+
+_ARTICLE_BEFORE = re.compile(r"\b(?:the|a|an)\s+$", re.IGNORECASE)
+"""One word after an article is rarely a person: "the GridBox", "the Lumen app" name things (spaCy's medium model
+tags such product names PERSON, which kept documents about a product from ever leaving the machine). A full name
+keeps its tag ("a Harvey Leach concert"); a surname used so ("the Johnson novel") is the price."""
 
 
 @functools.cache

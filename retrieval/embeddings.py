@@ -25,6 +25,7 @@ from langchain_core.embeddings import Embeddings
 from slmkit.core.embeddings import DEFAULT_EMBEDDING_ID, SentenceTransformerEmbeddings, packaged_model_dir
 from slmkit.core.errors import ConfigurationError
 from slmkit.core.onnx_embeddings import BGE_SMALL, MINILM, OnnxEmbeddings, fast_minilm
+from slmkit.retrieval.manifest import manifest_error
 
 __all__ = [
     "DEFAULT_EMBEDDING_ID",
@@ -82,7 +83,8 @@ def _is_name(value: str) -> bool:
 def recorded_embedding(kb_folder: str | os.PathLike[str]) -> str | None:
     """The embedding id a knowledge base was built with (read-only; ``None``: nothing ingested yet).
 
-    Raises ``ConfigurationError`` when a manifest exists but cannot be read (a damaged one is ``slmkit doctor``'s)."""
+    A manifest that exists but cannot be read raises what opening the knowledge base would: ``CorruptManifestError``
+    (naming ``slmkit doctor``) for a damaged file, ``KnowledgeBaseError`` for a machine problem."""
     path = Path(kb_folder) / "manifest.sqlite"
     if not path.is_file():
         return None
@@ -93,7 +95,8 @@ def recorded_embedding(kb_folder: str | os.PathLike[str]) -> str | None:
         finally:
             db.close()
     except sqlite3.Error as exc:
-        raise ConfigurationError(f"Cannot read which embedder {path} was built with: {exc}") from exc
+        known = manifest_error(path, exc)
+        raise known or ConfigurationError(f"Cannot read which embedder {path} was built with: {exc}") from exc
     return None if row is None else str(row[0])
 
 

@@ -83,7 +83,7 @@ _ENVIRONMENT = {
 }
 
 
-def _manifest_error(path: Path, exc: sqlite3.Error) -> Exception | None:
+def manifest_error(path: Path, exc: sqlite3.Error) -> Exception | None:
     """The slmkit error for an SQLite failure caused by the file or the machine; ``None`` for anything else."""
     code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
     if code in _CORRUPT:
@@ -132,7 +132,7 @@ class Manifest:
         try:
             yield
         except sqlite3.Error as exc:
-            error = _manifest_error(self.path, exc)
+            error = manifest_error(self.path, exc)
             if error is None:
                 raise
             raise error from exc

