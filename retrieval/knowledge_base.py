@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from slmkit.retrieval.bm25 import BM25Index
     from slmkit.retrieval.ingest import IngestReport, VerifyReport
     from slmkit.retrieval.manifest import Manifest
+    from slmkit.retrieval.reembed import ReembedReport
     from slmkit.retrieval.retriever import HybridRetriever
     from slmkit.retrieval.store import ChunkStore, Record
 
@@ -243,6 +244,39 @@ class KnowledgeBase:
                 with self._lock:
                     self._bm25 = None
                 self._bm25_index()
+        return report
+
+    def reembed(
+        self, embedding: Embeddings | str | os.PathLike[str], *, show_progress: bool | None = None
+    ) -> ReembedReport:
+        """Move this knowledge base to another embedder: every chunk embedded again from its stored text, swapped
+        in at once (see ``reembed``); from then on it opens only with ``embedding``.
+
+        This object may have been opened with any embedder: the one the knowledge base records is used to open it.
+        """
+        from slmkit.retrieval.reembed import reembed
+
+        target = resolve_embedding(embedding)
+        with self._lock:
+            if self._manifest is None:
+                self.embedding = resolve_embedding(None, kb_folder=self.folder)
+        manifest, store = self._open()
+        with self._locks.writing():
+            self._refresh()
+            previous, self.embedding = self.embedding, target  # _embed_texts embeds with self.embedding
+            try:
+                report = reembed(
+                    manifest,
+                    store,
+                    self._embed_texts,
+                    embedding_id(target),
+                    committing=self._committing,
+                    show_progress=sys.stderr.isatty() if show_progress is None else show_progress,
+                )
+            except BaseException:
+                self.embedding = previous
+                raise
+            self._bm25_index()
         return report
 
     def _rebuild_manifest(self, show_progress: bool | None) -> VerifyReport:

@@ -105,6 +105,14 @@ def manifest_error(path: Path, exc: sqlite3.Error) -> Exception | None:
     return None
 
 
+def _next_generation(db: sqlite3.Connection) -> int:
+    """Bump the generation inside ``db``'s open transaction; the new one."""
+    row = db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+    generation = int(row[0]) + 1 if row else 1
+    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('generation', ?)", (str(generation),))
+    return generation
+
+
 class Manifest:
     """SQLite-backed record of sources and chunks; safe to share between threads of one process."""
 
@@ -162,6 +170,12 @@ class Manifest:
     def set_meta(self, key: str, value: str) -> None:
         with self._transaction() as db:
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def record_embedder(self, embedding_id: str) -> None:
+        """The chunks now hold vectors of ``embedding_id``: recorded with a new generation (readers reopen)."""
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('embedding', ?)", (embedding_id,))
+            _next_generation(db)
 
     @property
     def generation(self) -> int:

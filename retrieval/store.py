@@ -94,11 +94,11 @@ class ChunkStore:
     def reopen(self) -> None:
         """Drop the connection, so that the next use sees what other processes committed since (see ``_connect``).
 
-        A Chroma server is always current: nothing to do."""
-        if self.url is not None:
-            return
+        A Chroma server is always current: only the collection is looked up again (it may have been replaced)."""
         with self._lock:
-            self._client = self._collection = None
+            self._collection = None
+            if self.url is None:
+                self._client = None
 
     def _connect(self) -> Any:
         chromadb = _chromadb()

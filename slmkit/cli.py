@@ -9,6 +9,7 @@
     slmkit ingest PATH... [--kb NAME]  add files and folders to a knowledge base (only changes are processed);
                                        --embedder NAME picks the embedder of a new one
     slmkit doctor [--kb NAME]          check that manifest, Chroma and BM25 agree, and repair what does not
+    slmkit reembed --embedder NAME     move a knowledge base to another embedder (its chunks embedded again)
     slmkit search "query" [--kb NAME]  ranked chunks from a knowledge base, with source and page
     slmkit serve [--host H --port P]   an OpenAI-compatible HTTP API over a knowledge base (/v1/chat/completions)
 
@@ -297,6 +298,18 @@ def _doctor(args: argparse.Namespace) -> int:
     return EXIT_OK if after.consistent else EXIT_ERROR
 
 
+def _reembed(args: argparse.Namespace) -> int:
+    kb = _existing_knowledge_base(args)
+    if kb is None:
+        return EXIT_ERROR
+    report = kb.reembed(args.embedder, show_progress=not args.quiet)
+    print(
+        f"{kb.name}: {report.chunks} chunks embedded again with {report.embedder_after} "
+        f"(was {report.embedder_before}) in {report.seconds:.1f}s"
+    )
+    return EXIT_OK
+
+
 INGEST_FAILURES = ("unreadable", "missing")
 """Skip kinds that make ``ingest`` exit 1: a document that should have been ingested was not."""
 
@@ -420,6 +433,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="only report; exit 1 when something disagrees")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_doctor)
+    p = sub.add_parser("reembed", parents=[kb_options], help="move a knowledge base to another embedder")
+    p.add_argument("--embedder", required=True, help="all-minilm-l6-v2 or bge-small-en-v1.5 (or a model folder)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_reembed)
     p = sub.add_parser("search", parents=[kb_options], help="search a knowledge base")
     p.add_argument("query")
     p.add_argument("-k", type=int, default=5, help="most results (default 5)")

@@ -5,6 +5,7 @@ different embedder to a knowledge base."""
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from langchain_core.embeddings import Embeddings
 
 from slmkit.core.embeddings import SentenceTransformerEmbeddings
 from slmkit.core.errors import KnowledgeBaseError
@@ -144,3 +146,74 @@ def test_search_without_torch(cache, tmp_path):
     lines = done.stdout.strip().splitlines()
     assert [line.split()[0] for line in lines] == ["all-minilm-l6-v2", "bge-small-en-v1.5"]
     assert all(line.endswith("security-policy.pdf") for line in lines)
+
+
+def test_reembed_moves_a_knowledge_base_to_bge_in_one_command(cache, tmp_path):
+    kb_args = ["--kb", "notes", "--path", str(tmp_path)]
+    env = {**os.environ, "SLMKIT_CACHE_DIR": str(cache)}
+
+    def slmkit(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "slmkit", *args], capture_output=True, text=True, env=env, timeout=600
+        )
+
+    assert slmkit("ingest", str(DOCS), *kb_args, "-q").returncode == 0
+    before = KnowledgeBase(name="notes", path=tmp_path, embedding=OnnxEmbeddings())
+    chunks, ids = before.chunk_count(), before._open()[1].ids()
+    before.close()
+
+    moved = slmkit("reembed", "--embedder", "bge-small-en-v1.5", *kb_args, "-q")
+    assert moved.returncode == 0, moved.stderr
+    assert f"{chunks} chunks embedded again with {embedding_id(OnnxEmbeddings(model=BGE_SMALL))}" in moved.stdout
+
+    kb = KnowledgeBase(name="notes", path=tmp_path, embedding=OnnxEmbeddings(model=BGE_SMALL))
+    assert kb.chunk_count() == chunks
+    assert kb._open()[1].ids() == ids  # the same chunks, new vectors
+    docs = kb.as_retriever(k=3).invoke("How long is the GridBox 3 warranty?")
+    assert Path(docs[0].metadata["source"]).name == "product-faq.txt"
+    assert kb.verify(repair=False).consistent
+    assert kb.ingest([DOCS]).chunks_embedded == 0  # nothing left to redo
+    kb.close()
+    with pytest.raises(KnowledgeBaseError, match=r"bge-small-en-v1\.5"):
+        KnowledgeBase(name="notes", path=tmp_path, embedding=OnnxEmbeddings()).chunk_count()
+    assert "Sources" in slmkit("ask", "How long is the GridBox 3 warranty?", *kb_args, "-q", "--no-guards").stdout
+
+
+class FailsOnSecondCall(Embeddings):
+    """bge-small until the second batch, then an interruption (as Ctrl-C would)."""
+
+    def __init__(self) -> None:
+        self.bge, self.calls = OnnxEmbeddings(model=BGE_SMALL), 0
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.calls += 1
+        if self.calls > 1:
+            raise KeyboardInterrupt
+        return self.bge.embed_documents(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.bge.embed_query(text)
+
+
+def test_an_interrupted_reembed_leaves_the_knowledge_base_as_it_was(cache, tmp_path, monkeypatch):
+    from slmkit.retrieval import reembed as reembed_module
+
+    kb = KnowledgeBase(name="notes", path=tmp_path, embedding=OnnxEmbeddings())
+    kb.ingest([DOCS])
+    chunks = kb.chunk_count()
+    monkeypatch.setattr(reembed_module, "reembed", functools.partial(reembed_module.reembed, page=4))
+    failing = FailsOnSecondCall()
+    with pytest.raises(KeyboardInterrupt):
+        kb.reembed(failing, show_progress=False)
+    assert failing.calls == 2  # a page was written to the staging collection
+    assert chunks > 4
+    assert kb.embedding is not failing  # still the knowledge base's own embedder
+    kb.close()
+    again = KnowledgeBase(name="notes", path=tmp_path, embedding=OnnxEmbeddings())
+    assert again.chunk_count() == chunks
+    docs = again.as_retriever(k=3).invoke("How long is the GridBox 3 warranty?")
+    assert Path(docs[0].metadata["source"]).name == "product-faq.txt"
+    assert again.verify(repair=False).consistent
+    report = again.reembed("bge-small-en-v1.5", show_progress=False)  # the leftover staging is dropped first
+    assert (report.chunks, again.chunk_count()) == (chunks, chunks)
+    again.close()
