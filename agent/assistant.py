@@ -19,6 +19,7 @@ and timings. Construction is cheap: the knowledge base, the embedder and the mod
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
@@ -249,6 +250,30 @@ class Assistant(Runnable[AssistantInput, Answer | TokenEvent | AnswerEvent]):
                 options["rerank_top_n"] = self.config.rerank_top_n
             self._retriever = self.knowledge_base.as_retriever(**options)
         return self._retriever
+
+    def local_models(self) -> list[Any]:
+        """The in-process chat models this assistant may call (its model, or the routes of a routed one) that can
+        be loaded ahead of use (``load()``, as ``ChatLocalSLM`` can)."""
+        routes = getattr(getattr(self.model, "policy", None), "routes", {})
+        models = [self.model, *(route.model for route in routes.values())]
+        return [m for m in models if callable(getattr(m, "load", None))]
+
+    def preload(self) -> threading.Thread:
+        """Start loading the local models in a background thread and return it.
+
+        A first question's imports and retrieval then overlap the model load (llama.cpp reads the weights without
+        holding the GIL) instead of preceding it. A load that fails here fails again, with its message, when the
+        model is first used.
+        """
+
+        def load() -> None:
+            for model in self.local_models():
+                with contextlib.suppress(Exception):
+                    model.load()
+
+        thread = threading.Thread(target=load, name="slmkit-preload", daemon=True)
+        thread.start()
+        return thread
 
     # -- the public calls ------------------------------------------------------------------------------------
     def ask(self, question: str, *, history: Sequence[BaseMessage] | None = None) -> Answer:

@@ -154,7 +154,9 @@ def _assistant(args: argparse.Namespace) -> Assistant | None:
     # Only what was given: the rest comes from the model's profile.
     given = {"model": args.model, "k": args.k, "max_tokens": args.max_tokens, "temperature": args.temperature}
     config = AssistantConfig(**{name: value for name, value in given.items() if value is not None})
-    return Assistant(knowledge_base=kb, guards=[] if args.no_guards else None, config=config)
+    assistant = Assistant(knowledge_base=kb, guards=[] if args.no_guards else None, config=config)
+    assistant.preload()  # the model loads while the first question's imports and retrieval run
+    return assistant
 
 
 def _print_answer(events: Iterator[TokenEvent | AnswerEvent], *, quiet: bool) -> None:

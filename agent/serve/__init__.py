@@ -49,10 +49,8 @@ def warm_up(assistant: Assistant, question: str = "What are these documents abou
     from slmkit.agent.claims import is_claim
     from slmkit.agent.serve.app import with_overrides
 
-    routes = getattr(getattr(assistant.model, "policy", None), "routes", {})
-    for model in [assistant.model, *(route.model for route in routes.values())]:
-        if callable(getattr(model, "load", None)):  # a ChatLocalSLM: loaded even if nothing is retrieved
-            model.load()
+    for model in assistant.local_models():  # loaded even if nothing is retrieved
+        model.load()
     with_overrides(assistant, {"max_tokens": 1}).ask(question)
     if assistant.config.claims_as_questions:
         is_claim("These documents describe the company.")  # loads the tagger the first statement would wait for

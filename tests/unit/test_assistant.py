@@ -326,3 +326,33 @@ def test_default_router_with_a_remote_route_keeps_pii_local_and_sends_long_promp
     assert [r.tokens for r in policy.rules if isinstance(r, PreferLargeIfLong)] == [900]
     assert policy.default_route == "local"
     assert set(default_router(AssistantConfig()).policy.routes) == {"local"}  # type: ignore[attr-defined]
+
+
+class Loadable(Scripted):
+    """A scripted model that, like ChatLocalSLM, can be loaded ahead of use."""
+
+    _loads: list[str] = PrivateAttr(default_factory=list)
+
+    def load(self) -> None:
+        self._loads.append("loaded")
+        if self.name == "broken":
+            raise RuntimeError("corrupt GGUF")
+
+
+def test_preload_loads_every_local_route_in_the_background_and_keeps_failures_for_first_use(kb):
+    first, second, broken = Loadable(messages=iter([])), Loadable(messages=iter([])), Loadable(messages=iter([]))
+    broken.name = "broken"
+    policy = RoutingPolicy(
+        routes={
+            "local": Route(model=first, local=True),
+            "broken": Route(model=broken, local=True),
+            "remote": Route(model=second),
+        }
+    )
+    a = Assistant(kb, model=RoutedChatModel(policy=policy), guards=[])
+    assert a.local_models() == [first, broken, second]
+    thread = a.preload()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert [m._loads for m in (first, broken, second)] == [["loaded"]] * 3  # a failure does not stop the others
+    assert Assistant(kb, model=scripted("x"), guards=[]).local_models() == []
