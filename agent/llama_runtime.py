@@ -7,6 +7,11 @@ renders messages with the GGUF's own chat template, and ``LocalModel.generate`` 
     prompt tokens -> (reuse the longest cached prefix) -> sample -> per-token log-probability -> UTF-8 decode
     -> hold back text that may start a stop sequence -> TextDelta ... -> Completion (counts, finish reason, confidence)
 
+With greedy decoding (temperature 0, no grammar) the loop speculates (``SamplingParams.prompt_lookup``): the
+tokens that followed the answer's last few tokens earlier in the prompt are drafted (``prompt_lookup``), decoded in one
+batch together with the last token, and kept as long as the sampler picks them; the first token it picks instead is
+the next token. The sampler chain runs on every position exactly as in the plain loop, so the text is the same.
+
 llama.cpp contexts are not thread-safe, so each model has a lock held for a whole generation.
 """
 
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import logging
 import math
 import os
 import threading
@@ -21,15 +27,17 @@ import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from slmkit.agent.catalogue import CATALOGUE, resolve_model_path
+from slmkit.agent.prompt_lookup import DraftStats, NgramDrafter, speculate
 from slmkit.core.errors import ContextOverflowError, MissingDependencyError, ModelLoadError
 
 __all__ = [
+    "DEFAULT_PROMPT_LOOKUP",
     "Completion",
     "LocalModel",
     "RuntimeSettings",
@@ -44,7 +52,17 @@ _FALLBACK_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+_log = logging.getLogger(__name__)
 _RANDOM_SEED = 0xFFFFFFFF  # llama.cpp's LLAMA_DEFAULT_SEED: a fresh random seed per call
+_MAX_BATCH = 24  # longest draft verified at once, plus one; the calibration text must be longer
+_CALIBRATION_TEXT = (
+    "The GridBox 3 stores 13.5 kWh and has a 10-year warranty. Error E17 means the battery temperature is outside "
+    "the safe range, below -10 C or above 50 C; E42 means the connection to the grid meter was lost. Installation "
+    "takes about half a day and must be done by a certified partner, because the unit weighs 118 kg."
+)
+DEFAULT_PROMPT_LOOKUP = 0
+"""Draft length of prompt-lookup decoding by default: off, as it was slower than plain decoding for both catalogue
+models on the QA benchmark's answers (``benchmarks/prompt_lookup.py``, figures in ``benchmarks/RESULTS.md``)."""
 
 
 def default_threads() -> int:
@@ -66,6 +84,18 @@ class RuntimeSettings(BaseModel):
     n_threads: int
     n_batch: int
     flash_attn: bool = False
+    """llama.cpp's fused attention. With a ``q8_0`` KV cache it computes a token alone and as a batch row alike,
+    which prompt-lookup decoding needs to give the plain loop's text."""
+    kv_cache: Literal["f16", "q8_0"] = "f16"
+    """Type of the KV cache's keys and values (``q8_0`` needs ``flash_attn``). With F16 and more than one thread,
+    llama.cpp splits a lone token's attention over >= 512 cached ones across threads, a batch row's not: the
+    last bits differ, so prompt lookup stays off."""
+
+    @model_validator(mode="after")
+    def _quantized_cache_needs_flash_attn(self) -> RuntimeSettings:
+        if self.kv_cache != "f16" and not self.flash_attn:
+            raise ValueError(f"kv_cache={self.kv_cache!r} needs flash_attn=True (llama.cpp quantizes V only then)")
+        return self
 
 
 class SamplingParams(BaseModel):
@@ -79,6 +109,8 @@ class SamplingParams(BaseModel):
     seed: int | None = None
     max_tokens: int | None = None
     stop: list[str] = []
+    prompt_lookup: int | None = DEFAULT_PROMPT_LOOKUP
+    """Draft tokens per step of prompt-lookup decoding (greedy, grammar-free calls only); None or 0: off."""
 
 
 @dataclass
@@ -100,6 +132,10 @@ class Completion:
     logprobs: list[float]
     prompt_ms: float
     total_ms: float
+    drafted: int = 0
+    """Prompt-lookup tokens drafted (0 when the plain loop ran)."""
+    accepted: int = 0
+    """Drafted tokens the model agreed with (each saved one decode step)."""
 
     def confidence(self) -> dict[str, float]:
         """Summaries of the sampled tokens' probabilities, for cascades that escalate unsure answers."""
@@ -143,6 +179,18 @@ class LocalModel:
         self._pieces: dict[int, bytes] = {}
         self._logits_type = ctypes.c_float * self.n_vocab
         self._scratch = np.empty(self.n_vocab, dtype=np.float32)
+        self._exact_batches: dict[int, int] = {}
+        self._warned_lookup = False
+        params = llama.context_params
+        # Speculation must not change greedy text, so it needs attention computed alike for a lone token and a
+        # batch row (flash attention over a quantized KV cache, see RuntimeSettings) and a state that can drop a
+        # rejected draft (not recurrent models). Matmul kernels are checked by _exact_batch.
+        self._can_speculate = (
+            params.flash_attn_type == llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+            and params.type_k == params.type_v == llama_cpp.GGML_TYPE_Q8_0
+            and not getattr(llama, "_is_recurrent", False)
+            and not getattr(llama, "_is_hybrid", False)
+        )
         vocab = llama._model
         template = llama.metadata.get("tokenizer.chat_template") or _FALLBACK_TEMPLATE
         self.has_chat_template = "tokenizer.chat_template" in llama.metadata
@@ -173,15 +221,14 @@ class LocalModel:
             cached = self._pieces[token] = buf.raw[: max(n, 0)]
         return cached
 
-    def _sampled_logprob(self, ctx: Any, token: int) -> float:
+    def _sampled_logprob(self, token: int, idx: int = -1) -> float:
         """Log-probability of ``token`` under the raw next-token distribution it was sampled from.
 
-        llama.cpp keeps the logits of the last decoded position until the next decode, and ``Llama.generate``
-        yields each token before decoding it, so they are still the ones the sampler saw. ~50 µs for a 50k
-        vocabulary: well under 1% of a decode step.
+        llama.cpp keeps the logits of the last decode (row ``idx`` of its batch) until the next decode, and both
+        token loops yield each token before decoding again, so they are still the ones the sampler saw. ~50 µs
+        for a 50k vocabulary: well under 1% of a decode step.
         """
-        ptr = self._llama_cpp.llama_get_logits_ith(ctx, -1)
-        logits = np.frombuffer(self._logits_type.from_address(ctypes.addressof(ptr.contents)), dtype=np.float32)
+        logits = self._logits(idx)
         peak = logits.max()
         np.subtract(logits, peak, out=self._scratch)
         np.exp(self._scratch, out=self._scratch)
@@ -217,6 +264,7 @@ class LocalModel:
     ) -> Generator[TextDelta | Completion, None, None]:
         llama, llama_cpp = self.llama, self._llama_cpp
         start = time.perf_counter()
+        n_draft = self._draft_length(params, grammar)  # first: its one-off calibration clears the KV cache
         # llama.cpp re-evaluates at least the last prompt token unless the whole prompt is already cached.
         cached = min(_common_prefix(llama.input_ids[: llama.n_tokens], prompt), len(prompt) - 1)
         room = self.n_ctx - len(prompt)
@@ -225,7 +273,6 @@ class LocalModel:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stops = [s for s in params.stop if s]
         vocab = llama._model.vocab
-        ctx = llama._ctx.ctx
         logprobs: list[float] = []
         pending = ""
         pending_lp: list[tuple[str, float]] = []
@@ -233,17 +280,14 @@ class LocalModel:
         finish = "length"
         cut_at_stop = False
         prompt_ms = 0.0
-        tokens = llama.generate(
-            prompt,
-            temp=params.temperature,
-            top_p=params.top_p,
-            top_k=params.top_k,
-            min_p=params.min_p,
-            repeat_penalty=params.repeat_penalty,
-            grammar=grammar,
+        stats = DraftStats()
+        tokens = (
+            self._lookup_tokens(prompt, params, n_draft, limit, stats)
+            if n_draft
+            else self._plain_tokens(prompt, params, grammar)
         )
         try:
-            for token in tokens:
+            for token, idx in tokens:
                 if n_out == 0:
                     prompt_ms = (time.perf_counter() - start) * 1000
                 if llama_cpp.llama_vocab_is_eog(vocab, token):
@@ -252,7 +296,7 @@ class LocalModel:
                 n_out += 1
                 piece = decoder.decode(self.piece(token))
                 if with_logprobs:
-                    logprob = self._sampled_logprob(ctx, token)
+                    logprob = self._sampled_logprob(token, idx)
                     logprobs.append(logprob)
                     if token_texts:
                         pending_lp.append((piece, logprob))
@@ -288,7 +332,161 @@ class LocalModel:
             logprobs=logprobs,
             prompt_ms=prompt_ms,
             total_ms=(time.perf_counter() - start) * 1000,
+            drafted=stats.drafted,
+            accepted=stats.accepted,
         )
+
+    # -- token sources: each yields (token, row of the last batch holding the logits it was sampled from) ----------
+    def _draft_length(self, params: SamplingParams, grammar: Any) -> int:
+        """Tokens to draft per step (0: plain decoding). Only greedy, grammar-free calls speculate: a sampled
+        token is not a function of the logits alone, so accepting drafted ones would change the distribution,
+        and a grammar-constrained one rarely equals a copied one. A draft and the last token must fit one batch
+        that llama.cpp computes exactly as it computes single tokens (``_exact_batch``)."""
+        if not params.prompt_lookup or params.temperature > 0 or grammar is not None:
+            return 0
+        if not self._can_speculate:
+            if not self._warned_lookup:
+                self._warned_lookup = True
+                _log.warning(
+                    "prompt_lookup=%s is ignored for %s: drafts are verified exactly only with flash_attn=True and "
+                    "kv_cache='q8_0' (see RuntimeSettings); decoding one token at a time",
+                    params.prompt_lookup,
+                    self.name,
+                )
+            return 0
+        exact = self._exact_batch(min(params.prompt_lookup + 1, _MAX_BATCH, self.llama.n_batch))
+        return exact - 1 if exact > 1 else 0
+
+    def _exact_batch(self, upto: int) -> int:
+        """The largest batch (<= ``upto``) whose logits equal one-token decoding bit for bit; measured once.
+
+        A draft is verified in one batch, and llama.cpp computes a batch with other kernels than a single token
+        (e.g. repacked-weight GEMM from 4 rows, tiled matmul from 8): bit-level differences there can flip a
+        near-tie, and greedy text must not depend on drafts. So a fixed text is decoded token by token and in
+        batches of 2, 3, ... rows, and speculation uses batches up to the last size that matched exactly.
+        """
+        if upto not in self._exact_batches:
+            llama = self.llama
+            tokens = self.tokenize(_CALIBRATION_TEXT)
+            context, probe = tokens[: len(tokens) - upto], tokens[len(tokens) - upto :]
+            llama.reset()
+            llama.eval(context)
+            single = []
+            for token in probe:
+                llama.eval([token])
+                single.append(self._logits(-1).copy())
+            exact = 1
+            for size in range(2, upto + 1):
+                self._truncate(len(context))
+                self._decode_rows(probe[:size])
+                if not all(np.array_equal(self._logits(i), single[i]) for i in range(size)):
+                    break
+                exact = size
+            llama.reset()
+            self._exact_batches[upto] = exact
+        return self._exact_batches[upto]
+
+    def _logits(self, idx: int) -> np.ndarray[Any, np.dtype[np.float32]]:
+        """The logits of row ``idx`` of the last batch (a view: valid until the next decode)."""
+        ptr = self._llama_cpp.llama_get_logits_ith(self.llama._ctx.ctx, idx)
+        return np.frombuffer(self._logits_type.from_address(ctypes.addressof(ptr.contents)), dtype=np.float32)
+
+    def _plain_tokens(
+        self, prompt: list[int], params: SamplingParams, grammar: Any
+    ) -> Generator[tuple[int, int], None, None]:
+        """One token per decode, through llama-cpp-python's own loop (prefix cache included)."""
+        tokens = self.llama.generate(
+            prompt,
+            temp=params.temperature,
+            top_p=params.top_p,
+            top_k=params.top_k,
+            min_p=params.min_p,
+            repeat_penalty=params.repeat_penalty,
+            grammar=grammar,
+        )
+        try:
+            for token in tokens:
+                yield token, -1
+        finally:
+            tokens.close()
+
+    def _lookup_tokens(
+        self, prompt: list[int], params: SamplingParams, n_draft: int, limit: int, stats: DraftStats
+    ) -> Generator[tuple[int, int], None, None]:
+        """Prompt-lookup decoding (``prompt_lookup.speculate``) on this context.
+
+        The sampler chain is llama-cpp-python's own (``_init_sampler``, as ``Llama.generate`` builds it). It picks
+        a token on every row in order and records each pick, and picking stops at the first pick that differs
+        from the draft, so its repeat-penalty window holds exactly the tokens the plain loop would have given
+        it: with exact batches (``_exact_batch``) the output is the plain loop's, token for token.
+        ``input_ids``/``n_tokens`` always describe what the KV cache holds, so prefix reuse keeps working.
+        """
+        llama = self.llama
+        sampler = llama._init_sampler(
+            top_k=params.top_k,
+            top_p=params.top_p,
+            min_p=params.min_p,
+            temp=params.temperature,
+            repeat_penalty=params.repeat_penalty,
+        )
+        try:
+            self._eval_prompt(prompt)
+            first = int(sampler.sample(llama._ctx, -1))
+            yield first, -1
+            yield from speculate(
+                first, NgramDrafter(prompt), _Verifier(self, sampler), n_draft=n_draft, limit=limit, stats=stats
+            )
+        finally:
+            # The last batch's logits may belong to a rejected draft: never let llama.generate sample from them.
+            llama._requires_eval = True
+            sampler.close()
+
+    def _eval_prompt(self, prompt: list[int]) -> None:
+        """Evaluate the prompt after the longest cached prefix, as ``Llama.generate`` does (at least one token is
+        evaluated, so the logits are the prompt's)."""
+        llama = self.llama
+        reuse = min(_common_prefix(llama.input_ids[: llama.n_tokens], prompt), len(prompt) - 1)
+        if reuse > 0 and llama._ctx.kv_cache_seq_rm(-1, reuse, -1):
+            llama.n_tokens = reuse
+        else:
+            llama.reset()
+        llama.eval(prompt[llama.n_tokens :])
+
+    def _decode_rows(self, batch: list[int]) -> int:
+        """Decode ``batch`` after the cache with logits for every row; returns the position of its first token."""
+        llama = self.llama
+        n_past = int(llama.n_tokens)
+        llama._ctx.kv_cache_seq_rm(-1, n_past, -1)
+        llama._batch.set_batch(batch=batch, n_past=n_past, logits_all=True)
+        llama._ctx.decode(llama._batch)
+        llama.input_ids[n_past : n_past + len(batch)] = batch
+        llama.n_tokens = n_past + len(batch)
+        return n_past
+
+    def _truncate(self, n_tokens: int) -> None:
+        """Forget the cache after ``n_tokens`` tokens, in llama.cpp's KV cache and in llama-cpp-python's books."""
+        llama = self.llama
+        if n_tokens < llama.n_tokens:
+            llama._ctx.kv_cache_seq_rm(-1, n_tokens, -1)
+            llama.n_tokens = n_tokens
+
+
+class _Verifier:
+    """``BatchVerifier`` on a loaded model and one generation's sampler chain."""
+
+    def __init__(self, local: LocalModel, sampler: Any) -> None:
+        self.local = local
+        self.sampler = sampler
+        self.n_past = 0
+
+    def decode(self, tokens: list[int]) -> None:
+        self.n_past = self.local._decode_rows(tokens)
+
+    def pick(self, row: int) -> int:
+        return int(self.sampler.sample(self.local.llama._ctx, row))
+
+    def keep(self, rows: int) -> None:
+        self.local._truncate(self.n_past + rows)
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -331,8 +529,10 @@ def acquire(settings: RuntimeSettings, *, show_progress: bool = False) -> LocalM
 
 def _load(settings: RuntimeSettings, show_progress: bool) -> LocalModel:
     path = resolve_model_path(settings.model, show_progress=show_progress)
-    _import_llama_cpp()
+    llama_cpp = _import_llama_cpp()
     from llama_cpp import Llama
+
+    kv_type = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0}[settings.kv_cache]
 
     try:
         llama = Llama(
@@ -342,6 +542,8 @@ def _load(settings: RuntimeSettings, show_progress: bool) -> LocalModel:
             n_threads_batch=settings.n_threads,
             n_batch=settings.n_batch,
             flash_attn=settings.flash_attn,
+            type_k=kv_type,
+            type_v=kv_type,
             verbose=False,
         )
     except (ValueError, RuntimeError, OSError) as exc:
