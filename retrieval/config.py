@@ -52,7 +52,9 @@ class KnowledgeBaseConfig(SlmkitConfig):
     chunk_overlap: int = Field(default=32, ge=0)
     """Tokens shared by neighbouring chunks (whole sentences where possible)."""
     batch_chunks: int = Field(default=512, ge=1)
-    """Chunks embedded and committed together; an interrupted ingestion redoes at most one batch."""
+    """Chunks embedded and staged together (a piece): small files share a piece and a commit, a big file is
+    embedded piece by piece and committed once all of its pieces are staged. An interrupted ingestion loses at most
+    the piece it was embedding; staged pieces are kept, even those of a file not yet committed."""
     bm25_k1: float = Field(default=0.9, gt=0)
     """BM25 term-frequency saturation (Anserini's default, best of the grid on SciFact train chunks)."""
     bm25_b: float = Field(default=0.4, ge=0, le=1)

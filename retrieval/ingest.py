@@ -1,22 +1,36 @@
-"""Incremental ingestion: paths -> plan -> batches of chunks -> Chroma + manifest, crash-safe.
+"""Incremental ingestion: paths -> plan -> pieces of chunks -> staged -> Chroma + manifest, crash-safe.
 
 Plan: folders are walked (hidden names skipped); each supported file is compared with its manifest record: same
 size and mtime -> unchanged without reading it; otherwise its SHA-256 decides (same content -> unchanged, the new
 mtime remembered). Manifest sources under a given folder (or given by name) that no longer exist are removed.
 
-Batches: changed files are loaded, split and given content-derived ids, ``sha256(source, page, occurrence, text)``,
-so the same chunk always gets the same id and re-ingestion can never duplicate it. Per batch of about
-``batch_chunks`` chunks:
+Pipeline: a thread loads and splits the changed files one after the other and gives each chunk a content-derived
+id, ``sha256(source, page, occurrence, text)``, so the same chunk always gets the same id and re-ingestion can never
+duplicate it; it runs at most two pieces ahead (a bounded queue). Text and markdown files above ``STREAM_BYTES`` are
+read from disk in blocks while they are split (see ``Splitter.iter_split``), so no file is ever in memory whole.
+The chunks flow in pieces of about ``batch_chunks``, whatever the files; per piece:
 
-    1. mark the batch's files pending                   (manifest)
-    2. embed and upsert chunks whose id is new           (Chroma; chunks kept from the old version are not
-       re-embedded, only their metadata is updated when their offsets moved)
-    3. commit the files' new chunk lists and records    (manifest, one transaction: the switch-over point)
-    4. delete the old version's chunks                   (Chroma)
-    5. clear pending                                     (manifest)
+    1. embed the chunks that need it                    (not those the file's committed version already has in
+                                                          Chroma, nor those an interrupted run already embedded)
+    2. stage the piece                                    (manifest ``staged`` rows, vectors included)
 
-A crash anywhere leaves Chroma with at most some extra chunks of pending files; :func:`reconcile` deletes those on
-the next open, and the next ``ingest`` redoes whatever was not committed. Nothing is duplicated or lost.
+and once every chunk of one or more files is staged, their switch-over, all under the commit lock:
+
+    3. mark the files pending                             (manifest)
+    4. upsert their new chunks from the staged rows       (Chroma; chunks kept from the old version only get
+                                                          their metadata updated when their offsets moved)
+    5. commit their chunk lists and records               (manifest, one transaction: the switch-over point;
+                                                          their staged rows go in the same transaction)
+    6. delete the old versions' chunks                    (Chroma)
+    7. clear pending                                      (manifest)
+
+Small files therefore share a piece and one switch-over, as before; a big file is committed at once, when its last
+piece is staged, and until then searches see its previous version (or nothing). Memory stays bounded by a few
+pieces and one window of text, whatever the size of a file. A crash anywhere leaves Chroma with at most some extra
+chunks of pending files; :func:`reconcile` deletes those on the next open, and the next ``ingest`` redoes whatever
+was not committed, embedding only what no staged row holds: an interrupted ingestion of a big file resumes. Staged
+rows of a file whose content (SHA-256) or splitting settings changed, or that vanished, are dropped when the next
+ingestion looks at it. Nothing is duplicated or lost.
 
 Bad files: every file that cannot be ingested is one ``SkippedFile`` and the rest goes on. Files are read only
 through :func:`~slmkit.retrieval.loaders.open_regular`, so FIFOs, devices and sockets (or symlinks to them, such as
@@ -28,31 +42,40 @@ reading is skipped (``unreadable``) and picked up by the next run. Sources are k
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import functools
 import hashlib
 import json
 import os
+import queue
 import stat
+import sys
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from slmkit.core.errors import DocumentLoadError
+from slmkit.core.errors import DocumentLoadError, KnowledgeBaseError
 from slmkit.retrieval.bm25 import terms
 from slmkit.retrieval.loaders import (
     check_unchanged,
     file_kind,
+    is_streamable,
     is_supported,
     load_file,
     open_regular,
     source_name,
+    stream_text,
     unreadable_reason,
 )
-from slmkit.retrieval.manifest import ChunkRow, Manifest, SourceRecord
+from slmkit.retrieval.manifest import ChunkRow, Manifest, SourceRecord, StagedRow
 
 if TYPE_CHECKING:
     import numpy as np
@@ -61,7 +84,27 @@ if TYPE_CHECKING:
     from slmkit.retrieval.splitting import Splitter
     from slmkit.retrieval.store import ChunkStore
 
-__all__ = ["IngestReport", "SkipKind", "SkippedFile", "VerifyReport", "ingest", "reconcile", "verify"]
+__all__ = [
+    "STREAM_BYTES",
+    "ChunkIds",
+    "IngestReport",
+    "SkipKind",
+    "SkippedFile",
+    "VerifyReport",
+    "chunk_ids",
+    "ingest",
+    "reconcile",
+    "verify",
+]
+
+STREAM_BYTES = 1 << 20
+"""Text and markdown files larger than this are read in blocks while they are split, never whole."""
+_QUEUE_PIECES = 2
+"""Pieces the splitting thread may run ahead of embedding."""
+_UPSERT_ROWS = 1024
+"""Staged chunks read and written to Chroma at a time during a switch-over."""
+_RECLAIM_BYTES = 32 << 20
+"""Free room in the manifest (left by committed staged rows) above which an ingestion gives it back."""
 
 SkipKind = Literal["missing", "unsupported", "special", "unreadable"]
 """Why a file was skipped: ``missing`` (a given path does not exist), ``unsupported`` (not a document type slmkit
@@ -88,6 +131,8 @@ class IngestReport(BaseModel):
     skipped: list[SkippedFile] = Field(default_factory=list)
     chunks_embedded: int = 0
     """New chunks (chunks a changed file kept from its old version are not embedded again)."""
+    chunks_resumed: int = 0
+    """New chunks that an interrupted earlier ingestion had embedded and staged: not embedded again."""
     chunks_removed: int = 0
     seconds: float = 0.0
 
@@ -107,6 +152,9 @@ class VerifyReport(BaseModel):
     skipped: list[SkippedFile] = Field(default_factory=list)
     manifest_set_aside: str | None = None
     """Where a damaged manifest was moved before it was rebuilt from the files Chroma held chunks of."""
+    staged_chunks: int = 0
+    """Chunks an interrupted ingestion staged for files it did not commit: not an inconsistency (searches never see
+    them); the next ingestion of those files resumes from them."""
 
     @property
     def consistent(self) -> bool:
@@ -126,14 +174,27 @@ class _Todo:
     new: bool
 
 
-@dataclasses.dataclass
-class _Prepared:
-    record: SourceRecord
-    ids: list[str]
-    texts: list[str]
-    metadatas: list[dict[str, Any]]
-    rows: list[ChunkRow]
-    new: bool
+@dataclasses.dataclass(frozen=True)
+class _Chunk:
+    """One chunk of the file ``todo[file]``, the ``seq``-th."""
+
+    file: int
+    seq: int
+    text: str
+    metadata: dict[str, Any]
+    row: ChunkRow
+
+
+@dataclasses.dataclass(frozen=True)
+class _FileEnd:
+    """Every chunk of ``todo[file]`` came before; ``error``: it could not be read after all (then skipped)."""
+
+    file: int
+    chunks: int
+    error: str | None = None
+
+
+_Event = _Chunk | _FileEnd
 
 
 def _abspath(path: str | os.PathLike[str]) -> Path:
@@ -167,16 +228,187 @@ def _sha256(path: Path) -> tuple[str, os.stat_result]:
     return digest.hexdigest(), st
 
 
+class ChunkIds:
+    """Content-derived ids of one file's chunks, given in order: equal text at the same place (source, page, n-th
+    repeat) -> equal id. Remembers a 16-byte digest per distinct chunk, not its text."""
+
+    def __init__(self) -> None:
+        self._seen: dict[bytes, int] = {}
+
+    def __call__(self, chunk: Document) -> str:
+        source, page, text = str(chunk.metadata["source"]), str(chunk.metadata.get("page")), chunk.page_content
+        key = hashlib.blake2b("\x1f".join((source, page, text)).encode("utf-8", "surrogatepass"), digest_size=16)
+        occurrence = self._seen[key.digest()] = self._seen.get(key.digest(), -1) + 1
+        raw = "\x1f".join((source, page, str(occurrence), text))
+        return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
 def chunk_ids(chunks: list[Document]) -> list[str]:
-    """Content-derived ids: equal text at the same place (source, page, n-th repeat) -> equal id."""
-    seen: dict[tuple[str, object, str], int] = {}
-    ids = []
-    for chunk in chunks:
-        key = (str(chunk.metadata["source"]), chunk.metadata.get("page"), chunk.page_content)
-        occurrence = seen[key] = seen.get(key, -1) + 1
-        raw = "\x1f".join((key[0], str(key[1]), str(occurrence), key[2]))
-        ids.append(hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:32])
-    return ids
+    """Content-derived ids of one file's chunks (see ``ChunkIds``)."""
+    ids = ChunkIds()
+    return [ids(chunk) for chunk in chunks]
+
+
+class _Pipeline:
+    """Runs ``produce`` in a thread, handing its events over in lists through a queue of ``depth`` lists: the
+    loading and splitting of the next pieces overlaps the embedding of this one, and never runs further ahead.
+    An exception in the thread is raised where the events are read."""
+
+    _END = object()
+
+    def __init__(self, produce: Callable[[], Iterator[_Event]], size: int, depth: int = _QUEUE_PIECES) -> None:
+        self._produce = produce
+        self._size = size
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="slmkit-ingest-split", daemon=True)
+
+    def __enter__(self) -> Iterator[_Event]:
+        self._thread.start()
+        return self._events()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._stop.set()  # the thread stops at its next hand-over; a daemon, it is not waited for long
+        deadline = time.monotonic() + 2.0
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            try:
+                while True:
+                    self._queue.get_nowait()
+            except queue.Empty:
+                pass
+            self._thread.join(timeout=0.05)
+
+    def _events(self) -> Iterator[_Event]:
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield from item
+
+    def _run(self) -> None:
+        try:
+            batch: list[_Event] = []
+            for event in self._produce():
+                batch.append(event)
+                if len(batch) >= self._size:
+                    self._put(batch)
+                    batch = []
+            self._put(batch)
+            self._put(self._END)
+        except _StoppedError:
+            return
+        except BaseException as exc:  # handed to the reading thread
+            try:
+                self._put(exc)
+            except _StoppedError:
+                return
+
+    def _put(self, item: object) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise _StoppedError
+
+
+class _StoppedError(Exception):
+    """The reader of a ``_Pipeline`` is gone."""
+
+
+class _Progress:
+    """A progress bar in chunks, with rate and ETA. Until every file has been split, the total is estimated from the
+    bytes still to split, at the chunks per byte seen so far (a guess from ``chunk_size`` before the first)."""
+
+    def __init__(self, todo: list[_Todo], show: bool, chunk_size: int, piece: int) -> None:
+        self.piece = piece
+        self.sizes = [t.record.size for t in todo]
+        self.total_bytes = sum(self.sizes)
+        self.files_done = 0
+        self.split_chunks = 0
+        self.split_bytes = 0  # of the files split to the end
+        self.current = (-1, 0)  # the file being split, bytes of it split so far
+        self.bytes_per_chunk = max(chunk_size * 3, 1)  # ~4 characters a token, chunks ~3/4 full
+        self.bar: Any = None
+        if show and todo:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(
+                total=self._estimate(), desc="ingesting", unit="chunk", leave=False, smoothing=0.1, dynamic_ncols=True
+            )
+            self._postfix()
+
+    def split(self, chunk: _Chunk) -> None:
+        self.split_chunks += 1
+        if chunk.metadata.get("format") in ("text", "markdown"):  # offsets into the text ~ bytes into the file
+            self.current = (chunk.file, min(int(chunk.metadata.get("end_index", 0)), self.sizes[chunk.file]))
+
+    def file_end(self, event: _FileEnd) -> None:
+        self.split_bytes += self.sizes[event.file]
+        self.current = (-1, 0)
+        self.files_done += 1
+
+    def processed(self, chunks: int) -> None:
+        if self.bar is not None:
+            self.bar.total = max(self._estimate(), self.bar.n + chunks)
+            self.bar.update(chunks)
+            self._postfix()
+
+    @contextmanager
+    def committing(self, chunks: int) -> Iterator[Callable[[int], None]]:
+        """A second bar while a switch-over writes more than a few pieces' chunks to Chroma (a big file's, in
+        one go); yields the function that advances it."""
+        if self.bar is None or chunks <= 4 * self.piece:
+            yield lambda n: None
+            return
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=chunks, desc="committing", unit="chunk", leave=False, smoothing=0.1, dynamic_ncols=True)
+
+        def advance(n: int) -> None:
+            bar.update(n)
+
+        try:
+            yield advance
+        finally:
+            bar.close()
+
+    def _estimate(self) -> int:
+        seen = self.split_bytes + self.current[1]
+        per_byte = self.split_chunks / seen if seen and self.split_chunks else 1 / self.bytes_per_chunk
+        return max(self.split_chunks + round(max(self.total_bytes - seen, 0) * per_byte), 1)
+
+    def _postfix(self) -> None:
+        self.bar.set_postfix_str(f"{self.files_done}/{len(self.sizes)} files", refresh=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL("libc.so.6").malloc_trim
+        return trim
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        return None
+
+
+def _release_freed_memory() -> None:
+    """Hand memory freed by the embedder back to the system (glibc's ``malloc_trim``).
+
+    Each embedding batch allocates activations of another shape, and glibc keeps what they free in its arenas: over
+    the hundreds of pieces of a big file, the resident size of the PyTorch embedder crept from 680 MB to 1.4 GB
+    although no batch needed more than ~320 MB. Trimming after each piece keeps it at the size of one batch."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 class _Ingestion:
@@ -198,12 +430,18 @@ class _Ingestion:
         self.settings = settings
         self.batch_chunks = batch_chunks
         self.report = IngestReport()
+        self.run = uuid.uuid4().hex
+        """Stamps the staged rows this ingestion writes (or reuses): those are the ones it commits."""
+        self._files: dict[str, Path] = {}
+        self._scopes: list[str] = []
+        self._unlisted: list[str] = []
+        self._unchanged: set[str] = set()
 
     def plan(self, paths: Iterable[str | os.PathLike[str]]) -> tuple[list[_Todo], list[str]]:
         """Files to (re)ingest, and sources to remove."""
-        files: dict[str, Path] = {}  # source name -> the file
-        scopes: list[str] = []  # folders whose vanished sources go
-        unlisted: list[str] = []  # folders that could not be listed: their sources stay
+        files = self._files  # source name -> the file
+        scopes = self._scopes  # folders whose vanished sources go
+        unlisted = self._unlisted  # folders that could not be listed: their sources stay
 
         def unlistable(exc: OSError) -> None:
             folder = Path(exc.filename)
@@ -223,12 +461,16 @@ class _Ingestion:
                 if not any(_under(s, source_name(path)) for s in self.manifest.source_paths()):
                     self._skip(path, "no such file or folder", "missing")
         todo = [item for key, path in sorted(files.items()) if (item := self._compare(key, path)) is not None]
-        removed = [
-            s
-            for s in self.manifest.source_paths()
-            if s not in files and any(_under(s, d) for d in scopes) and not any(_under(s, d) for d in unlisted)
-        ]
+        removed = [s for s in self.manifest.source_paths() if self._vanished(s)]
         return todo, removed
+
+    def _vanished(self, source: str) -> bool:
+        """Whether ``source`` is in a folder this ingestion walked (or was given by name) and is gone."""
+        return (
+            source not in self._files
+            and any(_under(source, d) for d in self._scopes)
+            and not any(_under(source, d) for d in self._unlisted)
+        )
 
     def _add(self, files: dict[str, Path], path: Path) -> None:
         """Add ``path`` under its source name, unless that name is already another file's (see ``source_name``)."""
@@ -262,6 +504,7 @@ class _Ingestion:
         current = record is not None and record.settings == self.settings
         if record and current and (record.size, record.mtime_ns) == (st.st_size, st.st_mtime_ns):
             self.report.unchanged += 1
+            self._unchanged.add(key)
             return None
         try:
             sha, st = _sha256(path)
@@ -274,6 +517,7 @@ class _Ingestion:
         if record and current and record.sha256 == sha:
             self.manifest.touch(key, st.st_size, st.st_mtime_ns)
             self.report.unchanged += 1
+            self._unchanged.add(key)
             return None
         found = SourceRecord(key, st.st_size, st.st_mtime_ns, sha, self.settings, 0)
         return _Todo(path, found, new=record is None)
@@ -281,22 +525,49 @@ class _Ingestion:
     def _skip(self, path: Path, reason: str, kind: SkipKind) -> None:
         self.report.skipped.append(SkippedFile(path=source_name(path), reason=reason, kind=kind))
 
-    def prepare(self, todo: _Todo) -> _Prepared | None:
-        """Load, split and identify one file's chunks (``None`` when it cannot be read: reported, skipped)."""
-        path = todo.file
-        try:
-            chunks = self.splitter.split(load_file(path))
-            self._check_still(todo)
-        except DocumentLoadError as exc:
-            self._skip(path, str(exc), "unreadable")
-            return None
-        ids = chunk_ids(chunks)
-        rows = [
-            ChunkRow(id=i, metadata=json.dumps(c.metadata, sort_keys=True), terms=" ".join(terms(c.page_content)))
-            for i, c in zip(ids, chunks, strict=True)
+    def drop_stale_staged(self, todo: list[_Todo]) -> None:
+        """Forget staged rows this ingestion cannot use: of files it found changed since, unchanged (the committed
+        version is current), or gone. Files it did not look at, or could not read, keep theirs."""
+        wanted = {t.record.path: (t.record.sha256, t.record.settings) for t in todo}
+        stale = [
+            (source, sha, settings)
+            for source, sha, settings in self.manifest.staged_keys()
+            if (source in wanted and wanted[source] != (sha, settings))
+            or source in self._unchanged
+            or self._vanished(source)
         ]
-        record = dataclasses.replace(todo.record, chunks=len(chunks))
-        return _Prepared(record, ids, [c.page_content for c in chunks], [c.metadata for c in chunks], rows, todo.new)
+        if stale:
+            with self.committing():
+                self.manifest.drop_staged(stale)
+
+    # -- the pipeline -------------------------------------------------------------------------------------------
+    def chunks(self, todo: list[_Todo]) -> Iterator[_Event]:
+        """Every file's chunks, then its end (runs in the pipeline's thread: reads files, touches no store)."""
+        for index, item in enumerate(todo):
+            ids = ChunkIds()
+            seq = 0
+            try:
+                for chunk in self._split(item):
+                    row = ChunkRow(
+                        id=ids(chunk),
+                        metadata=json.dumps(chunk.metadata, sort_keys=True),
+                        terms=" ".join(terms(chunk.page_content)),
+                    )
+                    yield _Chunk(index, seq, chunk.page_content, chunk.metadata, row)
+                    seq += 1
+                self._check_still(item)
+            except DocumentLoadError as exc:
+                yield _FileEnd(index, seq, str(exc))
+                continue
+            yield _FileEnd(index, seq)
+
+    def _split(self, todo: _Todo) -> Iterator[Document]:
+        if todo.record.size > STREAM_BYTES and is_streamable(todo.file):
+            metadata, blocks = stream_text(todo.file)
+            yield from self.splitter.iter_split(blocks, metadata)
+            return
+        for doc in load_file(todo.file):
+            yield from self.splitter.iter_split_one(doc)
 
     def _check_still(self, todo: _Todo) -> None:
         """Raise unless the file is still as planned: what was loaded must be what its record (hash) describes."""
@@ -311,45 +582,115 @@ class _Ingestion:
                 "ingest again once it is completely written."
             )
 
-    def flush(self, batch: list[_Prepared]) -> None:
-        if not batch:
+    def ingest(self, todo: list[_Todo], progress: _Progress) -> None:
+        """Stream ``todo`` through embedding, staging and switch-overs (see the module docstring)."""
+        piece: list[_Chunk] = []
+        finished: list[tuple[_Todo, int]] = []  # split to the end; staged once ``piece`` is
+        with _Pipeline(lambda: self.chunks(todo), self.batch_chunks) as events:
+            for event in events:
+                if isinstance(event, _Chunk):
+                    piece.append(event)
+                    progress.split(event)
+                    if len(piece) >= self.batch_chunks:
+                        self.stage(todo, piece, progress)
+                        piece = []
+                        self.switch(finished, progress)
+                        finished = []
+                    continue
+                progress.file_end(event)
+                if event.error is None:
+                    finished.append((todo[event.file], event.chunks))
+                else:
+                    piece = [c for c in piece if c.file != event.file]
+                    self._skip(todo[event.file].file, event.error, "unreadable")
+        self.stage(todo, piece, progress)
+        self.switch(finished, progress)
+
+    def stage(self, todo: list[_Todo], piece: list[_Chunk], progress: _Progress) -> None:
+        """Embed what the piece needs (outside the commit lock: searches go on meanwhile), then stage it."""
+        if not piece:
             return
-        paths = [p.record.path for p in batch]
-        new_ids: list[str] = []
-        new_texts: list[str] = []
-        new_metas: list[dict[str, Any]] = []
-        for p in batch:  # only this process writes, so the old chunk lists cannot change before the commit
-            old = self.manifest.chunk_metadata(p.record.path)
-            for chunk_id, text, meta in zip(p.ids, p.texts, p.metadatas, strict=True):
-                if chunk_id not in old:
-                    new_ids.append(chunk_id)
-                    new_texts.append(text)
-                    new_metas.append(meta)
-        vectors = self.embed(new_texts) if new_ids else None  # the slow part, while readers still search
+        import numpy as np
+
+        ids = [c.row.id for c in piece]
+        committed = self.manifest.committed_metadata(ids)  # kept from the file's current version
+        resumed = self.manifest.staged_vectors(ids)  # embedded by an interrupted run
+        new = [c for c in piece if c.row.id not in committed and c.row.id not in resumed]
+        texts = list(dict.fromkeys(c.text for c in new))  # a text repeated within the piece is embedded once
+        vectors: dict[str, bytes] = {}
+        if texts:
+            matrix = np.asarray(self.embed(texts), dtype=np.float32)
+            vectors = {text: matrix[i].tobytes() for i, text in enumerate(texts)}
+            _release_freed_memory()
+        new_ids = {c.row.id for c in new}
+        by_file: dict[int, list[StagedRow]] = {}
+        for c in piece:
+            vector = vectors.get(c.text) if c.row.id in new_ids else None
+            staged = StagedRow(c.row, c.seq, c.text if vector is not None else None, vector)
+            by_file.setdefault(c.file, []).append(staged)
         with self.committing():
+            for file, rows in by_file.items():
+                self.manifest.stage(todo[file].record, self.run, rows)
+        self.report.chunks_embedded += len(new)
+        self.report.chunks_resumed += sum(c.row.id in resumed and c.row.id not in committed for c in piece)
+        progress.processed(len(piece))
+
+    def switch(self, finished: list[tuple[_Todo, int]], progress: _Progress) -> None:
+        """The switch-over of files whose every chunk is staged: one commit for all of them."""
+        if not finished:
+            return
+        records = [dataclasses.replace(t.record, chunks=n) for t, n in finished]
+        paths = [r.path for r in records]
+        with self.committing(), progress.committing(sum(r.chunks for r in records)) as advance:
             self.manifest.mark_pending(paths)
-            moved_ids: list[str] = []
-            moved_metas: list[dict[str, Any]] = []
-            stale: list[str] = []
-            for p in batch:
-                old = self.manifest.chunk_metadata(p.record.path)
-                for chunk_id, meta, row in zip(p.ids, p.metadatas, p.rows, strict=True):
-                    if chunk_id in old and old[chunk_id] != row.metadata:
-                        moved_ids.append(chunk_id)
-                        moved_metas.append(meta)
-                stale.extend(old.keys() - set(p.ids))
-            if vectors is not None:
-                self.store.upsert(new_ids, vectors, new_texts, new_metas)
-            if moved_ids:
-                self.store.update_metadata(moved_ids, moved_metas)
-            self.manifest.commit([(p.record, p.rows) for p in batch])
+            moved, stale = self._write_staged(paths, advance)
+            if moved:
+                self.store.update_metadata([i for i, _ in moved], [json.loads(m) for _, m in moved])
+            self.manifest.commit([], staged=records, run=self.run)
             if stale:
                 self.store.delete(stale)
             self.manifest.clear_pending(paths)
-        for p in batch:
-            (self.report.added if p.new else self.report.updated).append(p.record.path)
-        self.report.chunks_embedded += len(new_ids)
+        for todo, _ in finished:
+            (self.report.added if todo.new else self.report.updated).append(todo.record.path)
         self.report.chunks_removed += len(stale)
+
+    def _write_staged(
+        self, paths: list[str], advance: Callable[[int], None]
+    ) -> tuple[list[tuple[str, str]], list[str]]:
+        """Upsert the new chunks of ``paths`` into Chroma from their staged rows, ``_UPSERT_ROWS`` at a time (a big
+        file's rows are never in memory together); (kept chunks whose metadata moved, as (id, metadata JSON);
+        committed chunks that the new versions lack)."""
+        rows: list[tuple[str, str, str, bytes]] = []
+        moved: list[tuple[str, str]] = []
+        stale: list[str] = []
+        for path in paths:
+            after = -1
+            while part := self.manifest.staged_new(path, self.run, after, _UPSERT_ROWS):
+                after = part[-1][0]
+                rows.extend(row[1:] for row in part)
+                advance(len(part))
+                if len(rows) >= _UPSERT_ROWS:
+                    self._upsert(rows)
+                    rows = []
+            kept_moved, unbacked = self.manifest.staged_moved(path, self.run)
+            if unbacked:  # the next ingestion embeds them: only rows with a vector count as resumed
+                raise KnowledgeBaseError(
+                    f"{path}: {unbacked} staged chunks have no vector; nothing was changed. Run the ingestion again."
+                )
+            moved.extend(kept_moved)
+            stale.extend(self.manifest.staged_stale(path, self.run))
+        self._upsert(rows)
+        return moved, stale
+
+    def _upsert(self, rows: list[tuple[str, str, str, bytes]]) -> None:
+        """Write staged (id, text, metadata JSON, vector bytes) rows to Chroma."""
+        if not rows:
+            return
+        import numpy as np
+
+        ids, texts, metadatas, vectors = zip(*rows, strict=True)
+        matrix = np.frombuffer(b"".join(vectors), dtype=np.float32).reshape(len(rows), -1)
+        self.store.upsert(list(ids), matrix, list(texts), [json.loads(m) for m in metadatas])
 
     def remove(self, sources: list[str]) -> None:
         if not sources:
@@ -379,7 +720,7 @@ def ingest(
     """Bring the knowledge base in line with ``paths`` (files and folders); see the module docstring.
 
     The caller holds the knowledge base's writer lock; ``committing`` is taken around every change of Chroma and
-    the manifest, so readers in other processes never see half a batch.
+    the manifest, so readers in other processes never see half a batch, nor half a file.
     """
     started = time.perf_counter()
     run = _Ingestion(manifest, store, embed, splitter, settings, batch_chunks, committing)
@@ -391,26 +732,16 @@ def ingest(
         paths = [*paths, *damaged]
     todo, removed = run.plan(paths)
     run.remove(removed)
-    batch: list[_Prepared] = []
-    for item in _progress(todo, show_progress):
-        prepared = run.prepare(item)
-        if prepared is None:
-            continue
-        batch.append(prepared)
-        if sum(len(p.ids) for p in batch) >= batch_chunks:
-            run.flush(batch)
-            batch = []
-    run.flush(batch)
+    run.drop_stale_staged(todo)
+    progress = _Progress(todo, show_progress, splitter.chunk_size, batch_chunks)
+    try:
+        run.ingest(todo, progress)
+    finally:
+        progress.close()
+    with committing():
+        manifest.reclaim(_RECLAIM_BYTES)
     run.report.seconds = round(time.perf_counter() - started, 3)
     return run.report
-
-
-def _progress(items: list[_Todo], show: bool) -> Iterable[_Todo]:
-    if not show or not items:
-        return items
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc="ingesting", unit="file", leave=False)
 
 
 def _drop_orphans(manifest: Manifest, store: ChunkStore) -> int:
@@ -452,6 +783,7 @@ def verify(manifest: Manifest, store: ChunkStore, *, repair: bool) -> VerifyRepo
         missing=len(missing),
         orphans=len(orphans),
         damaged_sources=damaged,
+        staged_chunks=manifest.staged_count(),
     )
     if repair:
         if orphans:

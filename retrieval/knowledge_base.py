@@ -187,8 +187,10 @@ class KnowledgeBase:
         """Add new files, replace changed ones and drop deleted ones (files and folders, recursively).
 
         Unchanged files are skipped without being read; unreadable or unsupported files are listed in the
-        report's ``skipped`` and the rest goes on. ``show_progress``: a progress bar; by default when stderr is
-        a terminal.
+        report's ``skipped`` and the rest goes on. A file of any size streams through in pieces of
+        ``config.batch_chunks`` chunks (memory stays bounded) and is committed at once; when an ingestion is
+        interrupted, the pieces it embedded are kept and the next one embeds only the rest (see ``ingest``).
+        ``show_progress``: a progress bar in chunks, with rate and time left; by default when stderr is a terminal.
         """
         from slmkit.retrieval.ingest import ingest
         from slmkit.retrieval.splitting import Splitter
@@ -380,8 +382,7 @@ class KnowledgeBase:
             if (target / "ids.json").is_file():
                 index = BM25Index.load(target)
             else:
-                ids, chunk_terms = manifest.all_terms()
-                index = BM25Index.build(ids, chunk_terms, k1=self.config.bm25_k1, b=self.config.bm25_b)
+                index = self._build_bm25(manifest)
                 scratch = root / f".{name}.{os.getpid()}.tmp"
                 index.save(scratch)
                 try:
@@ -394,6 +395,12 @@ class KnowledgeBase:
             self._bm25 = (generation, index)
             self._masks.clear()
             return index
+
+    def _build_bm25(self, manifest: Manifest) -> BM25Index:
+        from slmkit.retrieval.bm25 import BM25Index
+
+        ids, numbers, vocab = manifest.all_term_ids()
+        return BM25Index.build_numbered(ids, numbers, vocab, k1=self.config.bm25_k1, b=self.config.bm25_b)
 
     def _mask(self, where: dict[str, Any]) -> np.ndarray:
         index = self._bm25_index()

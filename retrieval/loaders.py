@@ -20,6 +20,7 @@ escapes for the bytes that do not decode: the ``source`` every store and every m
 
 from __future__ import annotations
 
+import codecs
 import io
 import os
 import re
@@ -38,11 +39,13 @@ __all__ = [
     "LOADERS",
     "check_unchanged",
     "file_kind",
+    "is_streamable",
     "is_supported",
     "load_file",
     "open_regular",
     "read_regular_file",
     "source_name",
+    "stream_text",
     "unreadable_reason",
 ]
 
@@ -84,10 +87,12 @@ def open_regular(path: Path) -> Iterator[tuple[IO[bytes], os.stat_result]]:
         yield fh, st
 
 
-def check_unchanged(fh: IO[bytes], before: os.stat_result, read: int, path: Path) -> None:
-    """Raise when the file changed while it was read (another program still writing it)."""
+def check_unchanged(fh: IO[bytes], before: os.stat_result, read: int | None, path: Path) -> None:
+    """Raise when the file changed while it was read (another program still writing it); ``read``: the bytes read
+    in all, once the whole file was read (``None`` while it is being read)."""
     after = os.fstat(fh.fileno())
-    if read != after.st_size or (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+    same = (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns)
+    if not same or (read is not None and read != after.st_size):
         raise DocumentLoadError(
             f"{source_name(path)} changed while it was read ({before.st_size} -> {after.st_size} bytes): "
             "ingest it again once it is completely written."
@@ -102,11 +107,12 @@ def read_regular_file(path: Path) -> bytes:
     return data
 
 
+_BINARY = "{name} looks binary (it contains NUL bytes), not text: remove it or rename it."
+
+
 def _decode(data: bytes, path: Path) -> str:
     if b"\x00" in data[:8192]:
-        raise DocumentLoadError(
-            f"{source_name(path)} looks binary (it contains NUL bytes), not text: remove it or rename it."
-        )
+        raise DocumentLoadError(_BINARY.format(name=source_name(path)))
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -118,6 +124,66 @@ def _decode(data: bytes, path: Path) -> str:
 def _read_text(path: Path, fmt: str) -> list[Document]:
     text = _decode(read_regular_file(path), path)
     return [Document(page_content=text, metadata={"source": source_name(path), "format": fmt})]
+
+
+BLOCK_BYTES = 1 << 20
+"""Bytes read at a time by :func:`stream_text`."""
+
+
+def stream_text(path: Path, block_bytes: int = BLOCK_BYTES) -> tuple[dict[str, Any], Iterator[str]]:
+    """A ``.txt`` or ``.md`` file as the metadata of its one document and its text in blocks, read from disk as
+    they are consumed: a big file is never in memory whole. The blocks join to exactly the text ``load_file``
+    gives (same encoding choice, same newline normalisation); the file is read twice, first to choose the
+    encoding. Errors (``DocumentLoadError``) arise while the blocks are consumed."""
+    fmt = _STREAMED.get(path.suffix.lower())
+    if fmt is None:
+        raise DocumentLoadError(f"{source_name(path)}: only text and markdown files are read in blocks.")
+    return {"source": source_name(path), "format": fmt}, _text_blocks(path, block_bytes)
+
+
+def is_streamable(path: Path) -> bool:
+    """Whether :func:`stream_text` reads this kind of file."""
+    return path.suffix.lower() in _STREAMED
+
+
+def _text_blocks(path: Path, block_bytes: int) -> Iterator[str]:
+    try:
+        with open_regular(path) as (fh, before):
+            encoding = _encoding(fh, path, block_bytes)
+            fh.seek(0)
+            decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+            read = 0
+            cr = ""  # a "\r" that ended the last block: the next may start with its "\n"
+            while True:
+                data = fh.read(block_bytes)
+                read += len(data)
+                check_unchanged(fh, before, None if data else read, path)  # early: a big file takes long
+                text = cr + decoder.decode(data, final=not data)
+                cr = ""
+                if data and text.endswith("\r"):
+                    text, cr = text[:-1], "\r"
+                if text:
+                    yield text.replace("\r\n", "\n").replace("\r", "\n")
+                if not data:
+                    break
+    except OSError as exc:
+        raise DocumentLoadError(f"{source_name(path)} cannot be read: {unreadable_reason(path, exc)}.") from exc
+
+
+def _encoding(fh: IO[bytes], path: Path, block_bytes: int) -> str:
+    """What :func:`_decode` would choose for the whole file, read in blocks: UTF-8 when every byte decodes."""
+    if b"\x00" in fh.read(8192):
+        raise DocumentLoadError(_BINARY.format(name=source_name(path)))
+    fh.seek(0)
+    check = codecs.getincrementaldecoder("utf-8")()
+    while True:
+        data = fh.read(block_bytes)
+        try:
+            check.decode(data, final=not data)
+        except UnicodeDecodeError:
+            return "cp1252"
+        if not data:
+            return "utf-8-sig"
 
 
 def load_text(path: Path) -> list[Document]:
@@ -235,6 +301,9 @@ LOADERS: dict[str, Loader] = {
     ".docx": load_docx,
 }
 """Loader per lower-case file extension."""
+
+_STREAMED = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown"}
+"""Extensions :func:`stream_text` reads, and their format."""
 
 
 def is_supported(path: Path) -> bool:

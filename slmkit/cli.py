@@ -264,13 +264,21 @@ def _existing_knowledge_base(args: argparse.Namespace, alternative: str = "") ->
 
 def _ingest(args: argparse.Namespace) -> int:
     kb = _knowledge_base(args)
-    report = kb.ingest(args.paths, show_progress=not args.quiet)
+    try:
+        report = kb.ingest(args.paths, show_progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(
+            "interrupted: the files and pieces already embedded are kept; `slmkit ingest` again embeds only the rest",
+            file=sys.stderr,
+        )
+        raise
     for skipped in report.skipped:
         print(f"skipped {_skip_line(skipped)}", file=sys.stderr)
+    resumed = f" ({report.chunks_resumed} more resumed)" if report.chunks_resumed else ""
     print(
         f"{kb.name}: {len(report.added)} added, {len(report.updated)} updated, {report.unchanged} unchanged, "
-        f"{len(report.removed)} removed, {len(report.skipped)} skipped; {report.chunks_embedded} chunks embedded, "
-        f"{report.chunks_removed} removed; {kb.chunk_count()} chunks in {kb.folder} ({report.seconds:.1f}s)"
+        f"{len(report.removed)} removed, {len(report.skipped)} skipped; {report.chunks_embedded} chunks embedded"
+        f"{resumed}, {report.chunks_removed} removed; {kb.chunk_count()} chunks in {kb.folder} ({report.seconds:.1f}s)"
     )
     failed = [s for s in report.skipped if s.kind in INGEST_FAILURES]
     return EXIT_ERROR if failed else EXIT_OK
@@ -287,6 +295,11 @@ def _doctor(args: argparse.Namespace) -> int:
         print(
             f"{kb.name}: manifest {report.manifest_chunks} chunks, Chroma {report.chroma_chunks}; "
             f"{report.missing} missing from Chroma (in {len(report.damaged_sources)} files), {report.orphans} orphans"
+        )
+    if report.staged_chunks:
+        print(
+            f"{report.staged_chunks} chunks staged by an interrupted ingestion are kept (not searched): the next "
+            "`slmkit ingest` of their files resumes from them"
         )
     for skipped in report.skipped:
         print(f"skipped {_skip_line(skipped)}", file=sys.stderr)
