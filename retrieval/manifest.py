@@ -408,10 +408,7 @@ class Manifest:
                     )
                 db.execute("DELETE FROM staged WHERE source = ?", (record.path,))
                 self._record(db, record, inserted, now)
-            row = db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
-            generation = int(row[0]) + 1 if row else 1
-            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('generation', ?)", (str(generation),))
-        return generation
+            return _next_generation(db)  # committed as the block ends
 
     @staticmethod
     def _record(db: sqlite3.Connection, record: SourceRecord, chunks: int, now: float) -> None:
