@@ -35,7 +35,31 @@ from slmkit.guards.presidio_engine import (
 from slmkit.guards.report import Action, ActionTaken, PIIFinding, Stage
 from slmkit.guards.vault import PIIVault
 
-__all__ = ["PIIGuard", "PIIGuardConfig", "select_findings"]
+__all__ = ["PERSONAL_DATA", "PIIGuard", "PIIGuardConfig", "select_findings"]
+
+PERSONAL_DATA = (
+    "PERSON",
+    "EMAIL_ADDRESS",
+    "PHONE_NUMBER",
+    "STREET_ADDRESS",
+    "CREDIT_CARD",
+    "IBAN_CODE",
+    "US_BANK_NUMBER",
+    "US_SSN",
+    "US_ITIN",
+    "US_PASSPORT",
+    "US_DRIVER_LICENSE",
+    "UK_NHS",
+    "MEDICAL_LICENSE",
+    "IP_ADDRESS",
+    "MAC_ADDRESS",
+    "CRYPTO",
+)
+"""Entity types that identify or reach a person, or their money: what a privacy rule keeps on this machine.
+
+Left out: organizations, places, dates, nationalities, titles, ages and web addresses. They are reported as PII, but
+nearly every document mentions them (in 150 SQuAD paragraphs 0.81 hold some PII type, 0.51 personal data), so a
+privacy rule that counted them would keep almost every document question local."""
 
 _MONTHS = (
     r"jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|"

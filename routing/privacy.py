@@ -41,12 +41,13 @@ class Vault(Protocol):
 
 @functools.lru_cache(maxsize=1)
 def default_detector() -> PIIDetector:
-    """``slmkit.guards.PIIGuard()``: Presidio with the packaged spaCy model; loads on the first detection."""
+    """``PIIGuard(entities=PERSONAL_DATA)``: personal data only (names, contact details, account and ID numbers),
+    not every PII type (see ``PERSONAL_DATA``); loads on the first detection."""
     try:
-        from slmkit.guards import PIIGuard
+        from slmkit.guards.pii import PERSONAL_DATA, PIIGuard
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
         raise MissingDependencyError("presidio-analyzer", extra="guards", purpose="PII detection in routing") from exc
-    detector: PIIDetector = PIIGuard()
+    detector: PIIDetector = PIIGuard(entities=list(PERSONAL_DATA))
     return detector
 
 

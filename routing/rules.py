@@ -226,7 +226,7 @@ class KeepLocalIfPII(SlmkitConfig):
     Example:
         .. code-block:: python
 
-            KeepLocalIfPII()                                  # PIIGuard(): route locally when PII is found
+            KeepLocalIfPII()                                  # route locally when personal data is found
             KeepLocalIfPII(pseudonymize=True)                 # send <PERSON_1> instead, restore in the answer
             KeepLocalIfPII(detector=PIIGuard(entities=["EMAIL_ADDRESS", "IBAN_CODE"]))
     """
@@ -234,7 +234,9 @@ class KeepLocalIfPII(SlmkitConfig):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     detector: PIIDetector | None = None
-    """Anything with ``detect(text) -> findings``; None: ``slmkit.guards.PIIGuard()`` (created on first use)."""
+    """Anything with ``detect(text) -> findings``; None: ``PIIGuard(entities=PERSONAL_DATA)`` (names, contact
+    details, account and ID numbers; created on first use). ``PIIGuard()`` counts organizations, places and dates
+    too."""
     pseudonymize: bool = False
     """Allow non-local routes for private data, with values replaced by vault placeholders (restored after)."""
 

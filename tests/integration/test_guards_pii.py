@@ -203,3 +203,12 @@ def test_detection_in_a_fresh_process_leaves_torch_out():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split("\n")[:3] == ["['PERSON']", "[]", "3"]
+
+
+def test_the_routers_privacy_detector_ignores_companies_and_dates_but_not_people():
+    from slmkit.routing.privacy import default_detector
+
+    detector = default_detector()
+    assert detector.detect("The GridBox 3 is made by Lumen Grid Energy in Berlin since March 2021.") == []
+    found = {f.entity_type for f in detector.detect("Ask Dana Whitfield at dana.whitfield@lumengrid.example.")}
+    assert found == {"PERSON", "EMAIL_ADDRESS"}

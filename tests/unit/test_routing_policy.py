@@ -194,6 +194,20 @@ def test_a_policy_with_a_remote_route_always_checks_pii(monkeypatch):
     assert decide(p, "prove it, Ada Lovelace").route == "slm"
 
 
+def test_the_default_privacy_detector_looks_for_personal_data_only():
+    from slmkit.guards.pii import PERSONAL_DATA
+    from slmkit.routing import privacy
+
+    privacy.default_detector.cache_clear()
+    try:
+        entities = privacy.default_detector().config.entities  # type: ignore[attr-defined]
+    finally:
+        privacy.default_detector.cache_clear()
+    assert entities == list(PERSONAL_DATA)
+    assert {"PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "STREET_ADDRESS"} <= set(entities)
+    assert not {"ORGANIZATION", "LOCATION", "DATE_TIME", "NRP", "URL"} & set(entities)
+
+
 def test_private_data_without_a_local_route_is_refused():
     p = policy([Keywords(words=["prove"])], routes=routes(mid=[], llm=[]), default="mid")
     with pytest.raises(NoRouteError, match="private data"):
