@@ -441,7 +441,8 @@ class Assistant(Runnable[AssistantInput, Answer | TokenEvent | AnswerEvent]):
         else:
             passages = self.retriever.invoke(query, config=config, k=cfg.k)
         timings["retrieve_ms"] = _ms(mark)
-        # after retrieval, whose embedder would compete with it for the interpreter; llama.cpp mostly does not
+        # Started once the first token is out (or the answer is known): loading Presidio and spaCy holds the
+        # interpreter, and a cold start's retrieval, routing and prompt would wait for it (a second on 2 cores).
         background = _Background(lambda: [g.check_input(question, call) for g in watchers]) if watchers else None
         report = call.report if self.guards else None
 
@@ -471,6 +472,8 @@ class Assistant(Runnable[AssistantInput, Answer | TokenEvent | AnswerEvent]):
             if visible:
                 timings.setdefault("first_token_ms", _ms(started))
                 yield TokenEvent(text=visible)
+                if background is not None:
+                    background.start()
             if isinstance(chunk, AIMessageChunk):
                 last = chunk if last is None else last + chunk
         if tail := cap.flush():
@@ -610,7 +613,8 @@ def _reports_only(guard: Guard) -> bool:
 
 
 class _Background:
-    """A function running on a thread; ``wait`` re-raises its error and returns the milliseconds spent waiting."""
+    """A function for a thread, started by ``start`` (or ``wait``); ``wait`` re-raises its error and returns the
+    milliseconds spent waiting."""
 
     def __init__(self, fn: Callable[[], object]) -> None:
         self._error: BaseException | None = None
@@ -622,9 +626,14 @@ class _Background:
                 self._error = exc
 
         self._thread = threading.Thread(target=run, name="slmkit-guard", daemon=True)
-        self._thread.start()
+
+    def start(self) -> None:
+        """Start the function (once); ``wait`` starts it too."""
+        if self._thread.ident is None:
+            self._thread.start()
 
     def wait(self) -> float:
+        self.start()
         mark = time.perf_counter()
         self._thread.join()
         if self._error is not None:
