@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
+from slmkit.core.errors import KnowledgeBaseError
 from slmkit.retrieval.manifest import Manifest
 from slmkit.retrieval.store import ChunkStore
 
@@ -57,7 +58,10 @@ def reembed(
             staging.upsert(ids, embed(texts), texts, metadatas)
             bar.update(len(ids))
     if staging.count() != total:
-        raise RuntimeError(f"Re-embedding wrote {staging.count()} of {total} chunks; the knowledge base is unchanged.")
+        raise KnowledgeBaseError(
+            f"Re-embedding wrote {staging.count()} of {total} chunks to the staging collection; "
+            "it is unchanged. Run the command again."
+        )
     with committing():
         _drop(store)
         staging.collection.modify(name=store.name)
