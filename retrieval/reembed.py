@@ -60,7 +60,7 @@ def reembed(
     if staging.count() != total:
         raise KnowledgeBaseError(
             f"Re-embedding wrote {staging.count()} of {total} chunks to the staging collection; "
-            "it is unchanged. Run the command again."
+            "the knowledge base is unchanged. Run the command again."
         )
     with committing():
         _drop(store)
