@@ -140,9 +140,13 @@ def test_missing_medium_model_names_the_install_command(monkeypatch):
         ("Have you been to a Harvey Leach concert?", "Harvey Leach", True),  # a full name keeps its tag
         ("Ask Dana about it.", "Dana", True),
         ("Written by theodore Smith.", "Smith", True),  # "the" inside a word is no article
+        ("Check the cable. GridBox pauses charging.", "GridBox", False),  # a capital inside: a product
+        ("Order two X5 units.", "X5", False),
+        ("Ask McKenzie or DeShawn.", "McKenzie", True),  # names written so keep their tag
+        ("Ask McKenzie or DeShawn.", "DeShawn", True),
     ],
 )
-def test_one_word_after_an_article_is_not_a_person(text, name, kept):
+def test_one_word_after_an_article_or_shaped_like_a_product_is_not_a_person(text, name, kept):
     start = text.index(name)
     finding = SimpleNamespace(entity_type="PERSON", start=start, end=start + len(name))
     assert pii_module._plausible(finding, text) is kept
