@@ -646,7 +646,7 @@ class _Ingestion:
             moved, stale = self._write_staged(paths, advance)
             if moved:
                 self.store.update_metadata([i for i, _ in moved], [json.loads(m) for _, m in moved])
-            self.manifest.commit([], staged=records, run=self.run)
+            self.manifest.commit(staged=records, run=self.run)
             if stale:
                 self.store.delete(stale)
             self.manifest.clear_pending(paths)
@@ -698,7 +698,7 @@ class _Ingestion:
         with self.committing():
             self.manifest.mark_pending(sources)
             ids = self.manifest.chunk_ids(sources)
-            self.manifest.commit([], removed=sources)
+            self.manifest.commit(removed=sources)
             self.store.delete(sorted(ids))
             self.manifest.clear_pending(sources)
         self.report.removed.extend(sources)
@@ -790,7 +790,7 @@ def verify(manifest: Manifest, store: ChunkStore, *, repair: bool) -> VerifyRepo
             store.delete(sorted(orphans))
         if damaged:
             kept = manifest.chunk_ids(damaged) & held
-            manifest.commit([], removed=damaged)
+            manifest.commit(removed=damaged)
             store.delete(sorted(kept))
     return report
 

@@ -371,29 +371,14 @@ class Manifest:
         with self._transaction() as db:
             db.execute("UPDATE sources SET size = ?, mtime_ns = ? WHERE path = ?", (size, mtime_ns, path))
 
-    def commit(
-        self,
-        replaced: list[tuple[SourceRecord, list[ChunkRow]]],
-        removed: Iterable[str] = (),
-        *,
-        staged: Iterable[SourceRecord] = (),
-        run: str = "",
-    ) -> int:
-        """Replace the chunks of ``replaced`` sources, and of ``staged`` ones by their rows staged by ``run`` (which
-        are then forgotten, with any other staged row of theirs), forget ``removed`` ones, all at once; the new
-        generation."""
+    def commit(self, removed: Iterable[str] = (), *, staged: Iterable[SourceRecord] = (), run: str = "") -> int:
+        """Replace the chunks of ``staged`` sources by their rows staged by ``run`` (which are then forgotten, with
+        any other staged row of theirs), forget ``removed`` ones, all at once; the new generation."""
         now = time.time()
         with self._transaction() as db:
             for path in removed:
                 db.execute("DELETE FROM chunks WHERE source = ?", (path,))
                 db.execute("DELETE FROM sources WHERE path = ?", (path,))
-            for record, rows in replaced:
-                db.execute("DELETE FROM chunks WHERE source = ?", (record.path,))
-                db.executemany(
-                    "INSERT INTO chunks (id, source, metadata, terms) VALUES (?, ?, ?, ?)",
-                    [(r.id, record.path, r.metadata, r.terms) for r in rows],
-                )
-                self._record(db, record, len(rows), now)
             for record in staged:
                 db.execute("DELETE FROM chunks WHERE source = ?", (record.path,))
                 inserted = db.execute(

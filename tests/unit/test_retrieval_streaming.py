@@ -135,10 +135,10 @@ def test_a_big_file_is_staged_in_pieces_and_committed_at_once(tmp_path, docs, mo
     committed: list[list[str]] = []
     real_commit = Manifest.commit
 
-    def commit(self, replaced, removed=(), *, staged=(), run=""):
+    def commit(self, removed=(), *, staged=(), run=""):
         staged = list(staged)
         committed.append([r.path for r in staged])
-        return real_commit(self, replaced, removed, staged=staged, run=run)
+        return real_commit(self, removed, staged=staged, run=run)
 
     monkeypatch.setattr(ingest_module._Ingestion, "stage", stage)
     monkeypatch.setattr(Manifest, "commit", commit)
