@@ -88,9 +88,9 @@ _IGNORED_SPACY_LABELS = [
 
 
 def _import_presidio() -> Any:
+    """Presidio; called only under ``_loading()`` (through ``_nlp_engine``), so torch stays out."""
     try:
-        with without_torch():
-            import presidio_analyzer
+        import presidio_analyzer
     except ImportError as exc:
         raise MissingDependencyError("presidio-analyzer", extra="guards", purpose="PII detection") from exc
     return presidio_analyzer
