@@ -66,6 +66,7 @@ from slmkit.agent.llama_runtime import (
     SamplingParams,
     TextDelta,
     acquire,
+    check_kv_cache,
     default_threads,
 )
 from slmkit.core.tokens import GGUFTokenCounter
@@ -124,8 +125,7 @@ class ChatLocalSLM(BaseChatModel):
 
     @model_validator(mode="after")
     def _quantized_cache_needs_flash_attn(self) -> ChatLocalSLM:
-        if self.kv_cache != "f16" and not self.flash_attn:
-            raise ValueError(f"kv_cache={self.kv_cache!r} needs flash_attn=True (llama.cpp quantizes V only then)")
+        check_kv_cache(self.kv_cache, self.flash_attn)  # at construction, not first at load time
         return self
 
     # -- LangChain plumbing ------------------------------------------------------------------------------------

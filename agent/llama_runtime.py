@@ -44,6 +44,7 @@ __all__ = [
     "SamplingParams",
     "TextDelta",
     "acquire",
+    "check_kv_cache",
     "default_threads",
 ]
 
@@ -93,9 +94,14 @@ class RuntimeSettings(BaseModel):
 
     @model_validator(mode="after")
     def _quantized_cache_needs_flash_attn(self) -> RuntimeSettings:
-        if self.kv_cache != "f16" and not self.flash_attn:
-            raise ValueError(f"kv_cache={self.kv_cache!r} needs flash_attn=True (llama.cpp quantizes V only then)")
+        check_kv_cache(self.kv_cache, self.flash_attn)
         return self
+
+
+def check_kv_cache(kv_cache: str, flash_attn: bool) -> None:
+    """Raise ``ValueError`` for a quantized KV cache without flash attention (llama.cpp quantizes V only with it)."""
+    if kv_cache != "f16" and not flash_attn:
+        raise ValueError(f"kv_cache={kv_cache!r} needs flash_attn=True (llama.cpp quantizes V only then)")
 
 
 class SamplingParams(BaseModel):
