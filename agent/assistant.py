@@ -25,17 +25,18 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import ensure_config, get_callback_manager_for_config, patch_config
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from slmkit.agent.answer import Answer, AnswerEvent, Citation, TokenEvent
-from slmkit.agent.catalogue import DEFAULT_MODEL, profile_for
+from slmkit.agent.cascade import REMOTE_ROUTE, escalated, escalation_reason, kept_local
+from slmkit.agent.catalogue import DEFAULT_MODEL, REMOTE_PROFILE, profile_for
 from slmkit.agent.citations import SentenceCap, attribute, strip_markers
 from slmkit.agent.claims import as_question
 from slmkit.agent.decline import DeclineRule, answer_signals, passage_signals, says_not_found
@@ -87,9 +88,18 @@ class RemoteModelConfig(SlmkitConfig):
     private_entities: list[str] = Field(default_factory=lambda: list(PRIVATE_ENTITIES))
     """PII types that keep a request (question or retrieved passages) on the local route. Organisations and dates,
     which every company document mentions, are not among them by default."""
-    escalate_below: float | None = Field(default=None, ge=0.0, le=1.0)
-    """Cascade: the local SLM answers first and the remote route answers again when the SLM's token confidence
-    is below this (answers then arrive whole, not streamed); None: no cascade."""
+    escalate_below: float | Literal["auto"] | None = None
+    """Cascade: the local SLM answers first, and an answer whose ``answer_score`` (its profile's decline rule;
+    token ``min_prob`` for a model without one) is below this is asked again of the remote model, with that
+    model's profile (``slmkit.agent.cascade``; answers then arrive whole, not streamed). ``"auto"``: the
+    operating point measured for the local model's profile (``ModelProfile.escalate_below``); None: no cascade."""
+
+    @field_validator("escalate_below")
+    @classmethod
+    def _in_unit_range(cls, value: float | str | None) -> float | str | None:
+        if isinstance(value, float) and not 0.0 <= value <= 1.0:
+            raise ValueError(f"escalate_below must be between 0 and 1 (or 'auto'), not {value}")
+        return value
 
 
 class AssistantConfig(SlmkitConfig):
@@ -213,6 +223,9 @@ class Assistant(Runnable[AssistantInput, Answer | TokenEvent | AnswerEvent]):
         self.guards: list[Guard] = list(guards) if guards is not None else default_guards()
         self.memory = ConversationMemory(self.config.memory_turns)
         self._retriever: HybridRetriever | None = None
+        self.remote_assistant, self.escalate_below = _escalation(self, model)
+        """The cascade (``config.remote.escalate_below``): the assistant that answers escalated questions, and the
+        ``answer_score`` below which a local answer goes to it; None, None without a cascade."""
 
     @classmethod
     def from_defaults(
@@ -315,7 +328,8 @@ class Assistant(Runnable[AssistantInput, Answer | TokenEvent | AnswerEvent]):
         )
         child = patch_config(config, callbacks=run.get_child())
         try:
-            for event in self._answer(question, past, child):
+            answering = self._answer if self.remote_assistant is None else self._cascaded
+            for event in answering(question, past, child):
                 if isinstance(event, AnswerEvent):
                     run.on_chain_end(event.answer.model_dump(mode="json"))
                 yield event
@@ -519,6 +533,32 @@ class Assistant(Runnable[AssistantInput, Answer | TokenEvent | AnswerEvent]):
             )
         )
 
+    def _cascaded(
+        self, question: str, history: Sequence[BaseMessage], config: RunnableConfig
+    ) -> Iterator[TokenEvent | AnswerEvent]:
+        """The local answer, or the remote assistant's when the local one is unsure (``slmkit.agent.cascade``)."""
+        remote, threshold = self.remote_assistant, self.escalate_below
+        assert remote is not None
+        assert threshold is not None
+        events = list(self._answer(question, history, config))
+        local = events[-1]
+        assert isinstance(local, AnswerEvent)
+        reason = escalation_reason(local.answer, threshold)
+        if reason is None:
+            yield from events
+            return
+        try:
+            second = list(remote._answer(question, history, config))
+        except Exception as exc:  # an unreachable or failing endpoint: the local answer is still an answer
+            yield from events[:-1]
+            endpoint = self.config.remote.base_url if self.config.remote else "the remote endpoint"
+            yield AnswerEvent(answer=kept_local(local.answer, exc, endpoint))
+            return
+        final = second[-1]
+        assert isinstance(final, AnswerEvent)
+        yield from second[:-1]
+        yield AnswerEvent(answer=escalated(local.answer, final.answer, reason))
+
     def _standalone(self, question: str, history: Sequence[BaseMessage], config: RunnableConfig) -> str:
         """The follow-up as a question of its own (checked), else the previous question and the follow-up."""
         recent = list(history[-2:])
@@ -544,14 +584,14 @@ def default_router(config: AssistantConfig) -> BaseChatModel:
     question or the passages keeps a request local)."""
     from slmkit.agent.chat_local import ChatLocalSLM
     from slmkit.guards import PIIGuard
-    from slmkit.routing import Cascade, KeepLocalIfPII, PreferLargeIfLong, Route, RoutedChatModel, RoutingPolicy
+    from slmkit.routing import KeepLocalIfPII, PreferLargeIfLong, Route, RoutedChatModel, RoutingPolicy
 
     local = ChatLocalSLM(model=config.model, temperature=config.temperature, max_tokens=config.max_tokens)
     routes = {"local": Route(model=local, local=True, context_window=local.n_ctx)}
     remote = config.remote
     if remote is None:
         return RoutedChatModel(policy=RoutingPolicy(routes=routes))
-    routes["remote"] = Route(
+    routes[REMOTE_ROUTE] = Route(
         model=_openai_compatible(remote, config),
         input_usd_per_1k=remote.input_usd_per_1k,
         output_usd_per_1k=remote.output_usd_per_1k,
@@ -559,11 +599,27 @@ def default_router(config: AssistantConfig) -> BaseChatModel:
     )
     rules: list[Any] = [KeepLocalIfPII(detector=PIIGuard(entities=remote.private_entities))]
     if remote.long_prompt_tokens is not None:
-        rules.append(PreferLargeIfLong(tokens=remote.long_prompt_tokens, route="remote"))
-    cascade = None
-    if remote.escalate_below is not None:
-        cascade = Cascade(first="local", then="remote", escalate_below=remote.escalate_below)
-    return RoutedChatModel(policy=RoutingPolicy(routes=routes, rules=rules, default="local", cascade=cascade))
+        rules.append(PreferLargeIfLong(tokens=remote.long_prompt_tokens, route=REMOTE_ROUTE))
+    # The cascade (remote.escalate_below) is the assistant's own: the remote model gets its own passages and prompt.
+    return RoutedChatModel(policy=RoutingPolicy(routes=routes, rules=rules, default="local"))
+
+
+def _escalation(assistant: Assistant, model: BaseChatModel | None) -> tuple[Assistant | None, float | None]:
+    """The remote assistant and threshold of the cascade, when the assistant builds its own router and
+    ``config.remote.escalate_below`` is set (a model passed in brings its own policy)."""
+    remote = assistant.config.remote
+    if model is not None or remote is None or remote.escalate_below is None:
+        return None, None
+    threshold = remote.escalate_below
+    if threshold == "auto":
+        profile = profile_for(assistant.config.model)
+        threshold = profile.escalate_below if profile is not None and profile.escalate_below is not None else 0.5
+    profile = profile_for(remote.model) or REMOTE_PROFILE
+    settings = {name: getattr(profile, name) for name in PROFILE_FIELDS}
+    config = assistant.config.model_copy(update=settings | {"remote": None})
+    return Assistant(
+        assistant.knowledge_base, model=_openai_compatible(remote, config), guards=assistant.guards, config=config
+    ), float(threshold)
 
 
 def _openai_compatible(remote: RemoteModelConfig, config: AssistantConfig) -> BaseChatModel:

@@ -64,9 +64,12 @@ class ModelProfile(SlmkitConfig):
     min_relevance: float | None = Field(default=0.3, ge=-1.0, le=1.0)
     rerank_top_n: int | None = Field(default=None, ge=1)
     decline: DeclineRule | None = None
+    escalate_below: float | None = Field(default=None, ge=0.0, le=1.0)
+    """The cascade's operating point for this model as the local one (``RemoteModelConfig(escalate_below="auto")``):
+    answers whose ``answer_score`` is below it go to the remote model (not an assistant setting)."""
     measured: ProfileScore | None = None
     """Benchmark figures of this profile (not a setting)."""
 
 
-PROFILE_FIELDS = tuple(name for name in ModelProfile.model_fields if name != "measured")
+PROFILE_FIELDS = tuple(name for name in ModelProfile.model_fields if name not in ("measured", "escalate_below"))
 """The fields a profile sets on an ``AssistantConfig``."""

@@ -133,6 +133,37 @@ def test_remote_route_from_config_answers_long_prompts_and_pii_stays_local(kb, s
     assert "stays local" in private.routing.reason
 
 
+def test_a_cascade_sends_unsure_answers_to_the_real_server_with_the_remote_profile(kb, server):
+    # escalate_below=1.0: every answer the local model gives is "unsure", so each goes to the server
+    remote = {"base_url": server.base_url, "model": server.alias, "escalate_below": 1.0, "timeout_s": 240}
+    cascade = Assistant(kb, guards=[], config=AssistantConfig(remote=remote))
+    assert cascade.remote_assistant is not None
+    assert cascade.remote_assistant.config.group_by_source is False  # the remote profile: whole passages
+    answer = cascade.ask("How long is the GridBox 3 warranty?")
+    assert answer.routing is not None
+    assert (answer.routing.route, answer.routing.escalated) == ("remote", True)
+    assert "answer_score" in answer.routing.reason
+    assert answer.text
+    assert answer.timings["total_ms"] > answer.timings["local_ms"] > 0
+    declined = cascade.ask("Who painted the ceiling of the Sistine Chapel?")  # nothing relevant: no model asked
+    assert declined.abstained
+    assert declined.routing is None or not declined.routing.escalated
+
+
+def test_a_cascade_whose_server_is_down_keeps_the_local_answer_and_says_why(kb):
+    from slmkit.routing.server import free_port
+
+    question = "How long is the GridBox 3 warranty?"
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    remote = {"base_url": url, "model": "gone", "escalate_below": 1.0}
+    answer = Assistant(kb, guards=[], config=AssistantConfig(remote=remote)).ask(question)
+    assert answer.routing is not None
+    assert answer.routing.route == "local"
+    assert "escalation failed (OpenAIConnectionError" in answer.routing.reason
+    assert url in answer.routing.reason
+    assert answer.text == Assistant(kb, guards=[]).ask(question).text  # the local model's own answer
+
+
 def test_a_qwen_profile_reads_whole_passages_answers_in_words_and_declines_what_the_documents_lack(kb):
     qwen = Assistant(kb, guards=[], config=AssistantConfig(model="qwen2.5-coder-0.5b-instruct"))
     assert qwen.config.group_by_source is False  # the profile, not the 135M model's settings
