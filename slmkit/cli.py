@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 from slmkit.core.errors import SlmkitError
 
 if TYPE_CHECKING:
-    from slmkit.agent import Answer, AnswerEvent, Assistant, TokenEvent
+    from slmkit.agent import Answer, AnswerEvent, Assistant, RemoteModelConfig, TokenEvent
     from slmkit.retrieval import KnowledgeBase
     from slmkit.retrieval.ingest import SkippedFile
 
@@ -153,10 +153,37 @@ def _assistant(args: argparse.Namespace) -> Assistant | None:
         return None
     # Only what was given: the rest comes from the model's profile.
     given = {"model": args.model, "k": args.k, "max_tokens": args.max_tokens, "temperature": args.temperature}
-    config = AssistantConfig(**{name: value for name, value in given.items() if value is not None})
+    settings = {name: value for name, value in given.items() if value is not None}
+    config = AssistantConfig(**settings, remote=_remote(args))
     assistant = Assistant(knowledge_base=kb, guards=[] if args.no_guards else None, config=config)
     assistant.preload()  # the model loads while the first question's imports and retrieval run
     return assistant
+
+
+def _remote(args: argparse.Namespace) -> RemoteModelConfig | None:
+    """``--remote-url`` (with ``--remote-model`` and ``--escalate-below``) as the assistant's remote route."""
+    from slmkit.agent import RemoteModelConfig
+
+    if args.remote_url is None:
+        if args.escalate_below is not None:
+            raise SlmkitError("--escalate-below needs a model to escalate to: give --remote-url as well.")
+        return None
+    below = args.escalate_below
+    return RemoteModelConfig(
+        base_url=args.remote_url,
+        model=args.remote_model,
+        escalate_below=below if below in (None, "auto") else _unit_share(below),
+    )
+
+
+def _unit_share(value: str) -> float:
+    try:
+        share = float(value)
+    except ValueError:
+        share = -1.0
+    if not 0.0 <= share <= 1.0:
+        raise SlmkitError(f"--escalate-below takes 'auto' or a number from 0 to 1, not {value!r}.")
+    return share
 
 
 def _print_answer(events: Iterator[TokenEvent | AnswerEvent], *, quiet: bool) -> None:
@@ -425,6 +452,24 @@ def build_parser() -> argparse.ArgumentParser:
     answer_options.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0)")
     answer_options.add_argument("--no-guards", action="store_true", help="no PII or grounding checks")
     answer_options.add_argument("-q", "--quiet", action="store_true", help="leave out the route and timings line")
+    answer_options.add_argument(
+        "--remote-url",
+        default=None,
+        help="an OpenAI-compatible endpoint for a larger model, e.g. http://127.0.0.1:8080/v1 (llama.cpp's server): "
+        "long prompts go there, personal data stays local",
+    )
+    answer_options.add_argument(
+        "--remote-model",
+        default="qwen2.5-coder-1.5b-instruct",
+        help="the model name the endpoint serves (a catalogue id also picks its answering profile)",
+    )
+    answer_options.add_argument(
+        "--escalate-below",
+        default=None,
+        metavar="auto|SCORE",
+        help="a cascade: the local model answers first and answers scored below this go to --remote-url "
+        "('auto': the local model's measured operating point)",
+    )
 
     p = sub.add_parser("ask", parents=[kb_options, answer_options], help="ask your documents a question")
     p.add_argument("question")

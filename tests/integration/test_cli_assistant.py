@@ -88,3 +88,25 @@ def test_chat_answers_each_line_and_ends_cleanly_at_eof(home):
     assert out.returncode == 0, out.stderr
     assert "product-faq.txt" in out.stdout
     assert "(conversation forgotten)" in out.stdout
+
+
+def test_ask_with_a_cascade_escalates_to_a_real_server_and_says_so(home):
+    from slmkit.agent import resolve_model_path
+    from slmkit.routing import LlamaServer
+
+    with LlamaServer(resolve_model_path("smollm2-135m-instruct"), n_ctx=2048, n_threads=2) as server:
+        # 1.0: every answer the local model gives counts as unsure and goes to the server
+        args = ("--remote-url", server.base_url, "--remote-model", server.alias, "--escalate-below", "1")
+        out = slmkit(home, "ask", *args, "How long is the GridBox 3 warranty?")
+    assert out.returncode == 0, out.stderr
+    assert "route remote: escalated: the local answer's answer_score" in out.stderr
+    assert "product-faq.txt" in out.stdout
+
+
+def test_escalate_below_without_a_remote_or_out_of_range_is_a_usage_error(home):
+    alone = slmkit(home, "ask", "--escalate-below", "auto", "How long is the GridBox 3 warranty?")
+    assert alone.returncode == 1
+    assert "give --remote-url as well" in alone.stderr
+    wrong = slmkit(home, "ask", "--remote-url", "http://127.0.0.1:9/v1", "--escalate-below", "often", "Hi?")
+    assert wrong.returncode == 1
+    assert "'auto' or a number from 0 to 1, not 'often'" in wrong.stderr
