@@ -11,6 +11,8 @@ One question:
              -> model (a RoutedChatModel: the local SLM, or a remote route the policy picks) -> tokens, streamed
              -> citations decided from the text (``citations.attribute``), invalid markers removed
              -> output guards (grounding of each sentence in the excerpts; PII restored) -> Answer
+             -> with a cascade (``RemoteModelConfig.escalate_below``): an unsure answer is asked again of the
+                remote model, with its own passages and prompt (``slmkit.agent.cascade``)
 
 ``Answer`` carries the text, the cited passages (source, page, chunk id), the routing decision, the guard report
 and timings. Construction is cheap: the knowledge base, the embedder and the model load on first use.
@@ -223,9 +225,9 @@ class Assistant(Runnable[AssistantInput, Answer | TokenEvent | AnswerEvent]):
         self.guards: list[Guard] = list(guards) if guards is not None else default_guards()
         self.memory = ConversationMemory(self.config.memory_turns)
         self._retriever: HybridRetriever | None = None
+        # The cascade (config.remote.escalate_below): the assistant that answers escalated questions, and the
+        # answer_score below which a local answer goes to it; None, None without a cascade.
         self.remote_assistant, self.escalate_below = _escalation(self, model)
-        """The cascade (``config.remote.escalate_below``): the assistant that answers escalated questions, and the
-        ``answer_score`` below which a local answer goes to it; None, None without a cascade."""
 
     @classmethod
     def from_defaults(
