@@ -265,6 +265,7 @@ class KnowledgeBase:
         manifest, store = self._open()
         with self._locks.writing():
             self._refresh()
+            words = self._bm25_index()  # the same texts after the swap: their BM25 index carries over
             previous, self.embedding = self.embedding, target  # _embed_texts embeds with self.embedding
             try:
                 report = reembed(
@@ -278,7 +279,7 @@ class KnowledgeBase:
             except BaseException:
                 self.embedding = previous
                 raise
-            self._bm25_index()
+            self._bm25_index(carried=words)
         return report
 
     def _rebuild_manifest(self, show_progress: bool | None) -> VerifyReport:
@@ -367,8 +368,11 @@ class KnowledgeBase:
         return store.as_vectorstore(self.embedding)
 
     # -- BM25 ---------------------------------------------------------------------------------------------------
-    def _bm25_index(self) -> BM25Index:
-        """The index for the manifest's current generation: cached, else loaded, else rebuilt and saved."""
+    def _bm25_index(self, carried: BM25Index | None = None) -> BM25Index:
+        """The index for the manifest's current generation: cached, else loaded, else rebuilt and saved.
+
+        ``carried``: an index of the same chunk texts to save under this generation instead of rebuilding it (a
+        re-embedding changes the vectors and the generation, not the texts)."""
         from slmkit.retrieval.bm25 import BM25Index
 
         manifest, _ = self._open()
@@ -382,7 +386,7 @@ class KnowledgeBase:
             if (target / "ids.json").is_file():
                 index = BM25Index.load(target)
             else:
-                index = self._build_bm25(manifest)
+                index = carried if carried is not None else self._build_bm25(manifest)
                 scratch = root / f".{name}.{os.getpid()}.tmp"
                 index.save(scratch)
                 try:

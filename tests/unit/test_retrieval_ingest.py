@@ -458,3 +458,21 @@ def test_doctor_rebuilds_a_damaged_manifest_from_the_files_chroma_held(tmp_path,
     assert Path(report.manifest_set_aside).is_file()  # the damaged file is kept
     assert sorted(Path(p).name for p in report.reingested) == ["a.md", "b.txt", "c.md"]
     assert_consistent(doctor, docs)
+
+
+def test_reembed_keeps_the_bm25_index_the_texts_did_not_change(tmp_path, docs, monkeypatch):
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+
+    kb = make_kb(tmp_path)
+    kb.ingest([docs])
+    words = kb.as_retriever(k=1, min_relevance=None, min_top_relevance=None, dense_weight=0).invoke("epsilon")
+    builds: list[int] = []
+    build = kb._build_bm25
+    monkeypatch.setattr(kb, "_build_bm25", lambda manifest: builds.append(1) or build(manifest))
+    kb.reembed(DeterministicFakeEmbedding(size=24))
+    assert builds == []
+    generation = kb._open()[0].generation
+    assert [p.name.split("-")[0] for p in (kb.folder / "bm25").iterdir()] == [str(generation)]
+    again = kb.as_retriever(k=1, min_relevance=None, min_top_relevance=None, dense_weight=0).invoke("epsilon")
+    assert [d.metadata["chunk_id"] for d in again] == [d.metadata["chunk_id"] for d in words]
+    assert builds == []
