@@ -322,7 +322,8 @@ class Assistant(Runnable[AssistantInput, Answer | TokenEvent | AnswerEvent]):
         history: Sequence[BaseMessage] | None = None,
         **kwargs: Any,
     ) -> Iterator[TokenEvent | AnswerEvent]:
-        """Tokens as the model writes them, then one ``AnswerEvent`` with the checked answer."""
+        """Tokens as the model writes them, then one ``AnswerEvent`` with the checked answer (with a cascade, the
+        tokens come once it is decided which model's answer stands)."""
         question, past = _parse_input(input, history)
         config = ensure_config(config)
         run = get_callback_manager_for_config(config).on_chain_start(
