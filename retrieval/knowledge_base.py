@@ -353,6 +353,14 @@ class KnowledgeBase:
         with self.reading():
             return store.fetch(ids)
 
+    def vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
+        """Stored vectors of chunks by id."""
+        if not ids:
+            return {}
+        _, store = self._open()
+        with self.reading():
+            return store.vectors(ids)
+
     def as_retriever(self, **kwargs: Any) -> HybridRetriever:
         """A LangChain retriever over this knowledge base; ``kwargs`` are ``HybridRetriever`` fields."""
         from slmkit.retrieval.retriever import HybridRetriever

@@ -4,10 +4,11 @@ One query:
 
     query -> embed ─┬─> dense top ``fetch_k`` (Chroma) ──┐
                     └─> BM25 top ``fetch_k`` (bm25s) ────┴─> candidates (union)
-    candidates -> fetch text, metadata, vectors -> exact cosine and exact BM25 score for every candidate
+    candidates -> cosine (Chroma's, or from the stored vector for BM25-only ones) and exact BM25 score for each
                -> nothing if no candidate reaches ``min_top_relevance``
                -> fusion (score or rrf; see ``fusion``) -> drop chunks below ``min_relevance``
                -> (``rerank_top_n``: the best N chunks only, re-ordered by a cross-encoder; see ``rerank``)
+               -> text, metadata and vectors of the best rows only (in batches, as they are needed)
                -> merge neighbouring chunks, drop near-duplicates -> top ``k`` passages as Documents
 
 Each Document has the chunk id as ``id`` and, beside the chunk's own metadata (``source``, ``page``, offsets,
@@ -19,6 +20,7 @@ empty list means "nothing relevant", an answer in itself. With reranking on, eac
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
@@ -123,12 +125,16 @@ class HybridRetriever(BaseRetriever):
         dense = kb.dense_search(vector, fetch, where) if self.dense_weight > 0 else []
         lexical = kb.bm25_search(query, fetch, where) if self.bm25_weight > 0 else []
         ids = list(dict.fromkeys([i for i, _ in dense] + [i for i, _ in lexical]))
-        records = kb.fetch(ids)
-        ids = [i for i in ids if i in records]
+        # Dense candidates come with their cosine; only BM25-only ones need their stored vector for it.
+        known = dict(dense)
+        stored = kb.vectors([i for i in ids if i not in known])
+        ids = [i for i in ids if i in known or i in stored]
         if not ids:
             return []
-        vectors = np.stack([np.asarray(records[i][2], dtype="float32") for i in ids])
-        relevance = _cosine(vectors, np.asarray(vector, dtype="float32"))
+        query_vector = np.asarray(vector, dtype="float32")
+        relevance = np.array(
+            [known[i] if i in known else float(_cosine(stored[i][None, :], query_vector)[0]) for i in ids]
+        )
         if self.min_top_relevance is not None and relevance.max() < self.min_top_relevance:
             return []
         if self.fusion == "rrf":
@@ -139,45 +145,59 @@ class HybridRetriever(BaseRetriever):
         order = [int(row) for row in np.argsort(-fused, kind="stable")]
         if self.min_relevance is not None:
             order = [row for row in order if relevance[row] >= self.min_relevance]
-        if self.rerank_top_n is not None:
-            order = order[: self.rerank_top_n]
-        chunks = [_document(ids[row], records[ids[row]], fused[row], relevance[row]) for row in order]
-        if self.rerank_top_n is not None and chunks:
-            chunks, order = _rerank(self.reranker or CrossEncoderReranker(), query, chunks, order)
-        return self._passages(chunks, vectors[order], k)
 
-    def _passages(self, chunks: list[Document], vectors: np.ndarray, k: int) -> list[Document]:
-        """The best ``k`` passages: neighbouring chunks merged, near-duplicates of better chunks dropped."""
+        def chunks(rows: list[int]) -> tuple[list[Document], np.ndarray]:
+            """Text, metadata and vector of these candidate rows, fetched only now: most candidates are never
+            shown, and fetching all of them was a third of a query's time."""
+            records = kb.fetch([ids[row] for row in rows])
+            rows = [row for row in rows if ids[row] in records]
+            docs = [_document(ids[row], records[ids[row]], fused[row], relevance[row]) for row in rows]
+            vectors = np.array([records[ids[row]][2] for row in rows], dtype="float32").reshape(len(rows), -1)
+            return docs, vectors
+
+        if self.rerank_top_n is not None:
+            top, vectors = chunks(order[: self.rerank_top_n])
+            if top:
+                top, positions = _rerank(self.reranker or CrossEncoderReranker(), query, top)
+                vectors = vectors[positions]
+            return self._passages([(top, vectors)], k)
+        batch = max(3 * k, 10)  # merged neighbours and duplicates use up rows; another batch if they run out
+        return self._passages((chunks(order[start : start + batch]) for start in range(0, len(order), batch)), k)
+
+    def _passages(self, batches: Iterable[tuple[list[Document], np.ndarray]], k: int) -> list[Document]:
+        """The best ``k`` passages: neighbouring chunks merged, near-duplicates of better chunks dropped (batches
+        are fetched as they are needed)."""
         import numpy as np
 
-        unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         passages: list[Document] = []
-        kept: list[int] = []
-        for row, chunk in enumerate(chunks):
-            if len(passages) >= k:
-                break
-            if self.merge_neighbours and _absorb(passages, chunk):
-                continue
-            duplicate = (
-                self.dedup_threshold is not None and kept and np.max(unit[kept] @ unit[row]) >= self.dedup_threshold
-            )
-            if not duplicate:
-                passages.append(chunk)
-                kept.append(row)
+        kept: list[np.ndarray] = []
+        for chunks, vectors in batches:
+            unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            for chunk, direction in zip(chunks, unit, strict=True):
+                if len(passages) >= k:
+                    return passages
+                if self.merge_neighbours and _absorb(passages, chunk):
+                    continue
+                duplicate = (
+                    self.dedup_threshold is not None
+                    and kept
+                    and float(np.max(np.stack(kept) @ direction)) >= self.dedup_threshold
+                )
+                if not duplicate:
+                    passages.append(chunk)
+                    kept.append(direction)
         return passages
 
 
-def _rerank(
-    reranker: CrossEncoderReranker, query: str, chunks: list[Document], order: list[int]
-) -> tuple[list[Document], list[int]]:
-    """Chunks (and their candidate rows) in the cross-encoder's order, each with ``rerank_score``."""
+def _rerank(reranker: CrossEncoderReranker, query: str, chunks: list[Document]) -> tuple[list[Document], list[int]]:
+    """Chunks in the cross-encoder's order, each with ``rerank_score``, and their former positions."""
     import numpy as np
 
     logits = reranker.score(query, [chunk.page_content for chunk in chunks])
     ranked = [int(i) for i in np.argsort(-logits, kind="stable")]
     for i in ranked:
         chunks[i].metadata["rerank_score"] = rerank_score(logits[i])
-    return [chunks[i] for i in ranked], [order[i] for i in ranked]
+    return [chunks[i] for i in ranked], ranked
 
 
 def _rrf(

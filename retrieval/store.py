@@ -184,6 +184,13 @@ class ChunkStore:
             )
         }
 
+    def vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The stored vector of each id that exists."""
+        if not ids:
+            return {}
+        got = self.collection.get(ids=list(ids), include=["embeddings"])
+        return dict(zip(got["ids"], got["embeddings"], strict=True))
+
     def as_vectorstore(self, embedding: Embeddings) -> Chroma:
         try:
             from langchain_chroma import Chroma
