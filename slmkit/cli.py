@@ -388,11 +388,13 @@ def _serve(args: argparse.Namespace) -> int:
     if refusal := exposure_error(args.host, args.api_key, insecure_no_api_key=args.insecure_no_api_key):
         print(f"slmkit serve: error: {refusal}", file=sys.stderr)
         return EXIT_USAGE
+    remote = _remote(args)  # a bad combination fails before anything loads
     kb = _existing_knowledge_base(args)
     if kb is None:
         return EXIT_ERROR
     sock = bind(args.host, args.port)  # a taken port fails now, not after the model loaded
-    config = AssistantConfig(max_tokens=args.max_tokens, **({"model": args.model} if args.model else {}))
+    given = {"model": args.model} if args.model else {}
+    config = AssistantConfig(max_tokens=args.max_tokens, remote=remote, **given)
     assistant = Assistant(knowledge_base=kb, config=config)
     print(f"Loading {config.model} and the knowledge base {kb.name!r} ({kb.chunk_count()} chunks) ...", file=sys.stderr)
     warm_up(assistant)
@@ -441,7 +443,27 @@ def build_parser() -> argparse.ArgumentParser:
     kb_options.add_argument("--kb", default="default", help="knowledge-base name (default: default)")
     kb_options.add_argument("--path", default=None, help="folder of knowledge bases (default: $SLMKIT_HOME/kb)")
     kb_options.add_argument("--chroma-url", default=None, help="Chroma server, e.g. http://127.0.0.1:8000")
-    answer_options = argparse.ArgumentParser(add_help=False)
+    remote_options = argparse.ArgumentParser(add_help=False)
+    remote_options.add_argument(
+        "--remote-url",
+        default=None,
+        help="an OpenAI-compatible endpoint for a larger model, e.g. http://127.0.0.1:8080/v1 (llama.cpp's server): "
+        "long prompts go there, personal data stays local",
+    )
+    remote_options.add_argument(
+        "--remote-model",
+        default="qwen2.5-coder-1.5b-instruct",
+        help="the model name the endpoint serves (a catalogue id also picks its answering profile)",
+    )
+    remote_options.add_argument(
+        "--escalate-below",
+        default=None,
+        metavar="auto|SCORE",
+        help="a cascade: the local model answers first and answers scored below this go to --remote-url "
+        "('auto': the local model's measured operating point)",
+    )
+
+    answer_options = argparse.ArgumentParser(add_help=False, parents=[remote_options])
     answer_options.add_argument("--model", default=None, help="catalogue id or .gguf path of the local SLM")
     answer_options.add_argument(
         "-k", type=int, default=None, help="passages shown to the model (default: the model's profile)"
@@ -452,25 +474,6 @@ def build_parser() -> argparse.ArgumentParser:
     answer_options.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0)")
     answer_options.add_argument("--no-guards", action="store_true", help="no PII or grounding checks")
     answer_options.add_argument("-q", "--quiet", action="store_true", help="leave out the route and timings line")
-    answer_options.add_argument(
-        "--remote-url",
-        default=None,
-        help="an OpenAI-compatible endpoint for a larger model, e.g. http://127.0.0.1:8080/v1 (llama.cpp's server): "
-        "long prompts go there, personal data stays local",
-    )
-    answer_options.add_argument(
-        "--remote-model",
-        default="qwen2.5-coder-1.5b-instruct",
-        help="the model name the endpoint serves (a catalogue id also picks its answering profile)",
-    )
-    answer_options.add_argument(
-        "--escalate-below",
-        default=None,
-        metavar="auto|SCORE",
-        help="a cascade: the local model answers first and answers scored below this go to --remote-url "
-        "('auto': the local model's measured operating point)",
-    )
-
     p = sub.add_parser("ask", parents=[kb_options, answer_options], help="ask your documents a question")
     p.add_argument("question")
     p.add_argument("--no-kb", action="store_true", help="ask the local SLM alone, without documents")
@@ -503,7 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--width", type=int, default=240, help="characters of each chunk to show")
     p.set_defaults(func=_search)
-    p = sub.add_parser("serve", parents=[kb_options], help="OpenAI-compatible HTTP API over a knowledge base")
+    p = sub.add_parser(
+        "serve", parents=[kb_options, remote_options], help="OpenAI-compatible HTTP API over a knowledge base"
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=_port, default=8000, help="TCP port 0-65535 (default 8000; 0 picks a free one)")
     p.add_argument("--model", default=None, help="catalogue id or .gguf path of the local SLM")

@@ -116,3 +116,13 @@ def test_an_invalid_port_is_a_usage_error(port, capsys):
 @pytest.mark.parametrize("port", ["0", "1", "8000", "65535"])
 def test_valid_ports(port):
     assert build_parser().parse_args(["serve", "--port", port]).port == int(port)
+
+
+def test_serve_takes_a_remote_model_and_a_cascade(tmp_path, capsys):
+    args = build_parser().parse_args(
+        ["serve", "--remote-url", "http://127.0.0.1:8080/v1", "--remote-model", "big", "--escalate-below", "auto"]
+    )
+    assert (args.remote_url, args.remote_model, args.escalate_below) == ("http://127.0.0.1:8080/v1", "big", "auto")
+    # checked before the knowledge base or any model
+    assert main(["serve", "--path", str(tmp_path), "--kb", "papers", "--escalate-below", "0.2"]) == EXIT_ERROR
+    assert "--escalate-below needs a model to escalate to: give --remote-url as well." in capsys.readouterr().err
