@@ -113,6 +113,17 @@ def counting(
     return embedded
 
 
+def crashed_while_embedding(tmp_path: Path, docs: Path, monkeypatch) -> KnowledgeBase:
+    """A knowledge base whose ingestion of ``docs`` crashed at the third embedding call (pieces of the big file
+    already staged); the crash is undone on the embedder, so the next ingestion runs as usual."""
+    kb = make_kb(tmp_path)
+    with monkeypatch.context() as patch:
+        counting(kb, patch, fail_on_call=3)
+        with pytest.raises(CrashError):
+            kb.ingest([docs])
+    return kb
+
+
 def staged(kb: KnowledgeBase) -> int:
     manifest, _ = kb._open()
     return manifest.staged_count()
@@ -308,11 +319,7 @@ def test_a_switch_over_interrupted_anywhere_embeds_nothing_again(tmp_path, docs,
 
 
 def test_a_changed_big_file_drops_its_staged_chunks(tmp_path, docs, monkeypatch):
-    kb = make_kb(tmp_path)
-    with monkeypatch.context() as patch:
-        counting(kb, patch, fail_on_call=3)
-        with pytest.raises(CrashError):
-            kb.ingest([docs])
+    kb = crashed_while_embedding(tmp_path, docs, monkeypatch)
     assert staged(kb) > 0
     path = docs / "big.txt"
     path.write_text(big_text(seed=0) + sentences(99, 2))  # the same text and more: another SHA-256
@@ -328,11 +335,7 @@ def test_a_changed_big_file_drops_its_staged_chunks(tmp_path, docs, monkeypatch)
 
 
 def test_staged_chunks_of_a_vanished_file_are_dropped_and_others_kept_until_looked_at(tmp_path, docs, monkeypatch):
-    kb = make_kb(tmp_path)
-    with monkeypatch.context() as patch:
-        counting(kb, patch, fail_on_call=3)
-        with pytest.raises(CrashError):
-            kb.ingest([docs])
+    kb = crashed_while_embedding(tmp_path, docs, monkeypatch)
     kept = staged(kb)
     assert kept > 0
     other = tmp_path / "other"
@@ -549,11 +552,7 @@ def test_the_room_of_committed_staged_rows_is_given_back(tmp_path, docs, monkeyp
 def test_doctor_and_ingest_commands_tell_of_staged_and_resumed_chunks(tmp_path, docs, monkeypatch, capsys):
     from slmkit import cli
 
-    kb = make_kb(tmp_path)
-    with monkeypatch.context() as patch:
-        counting(kb, patch, fail_on_call=3)
-        with pytest.raises(CrashError):
-            kb.ingest([docs])
+    kb = crashed_while_embedding(tmp_path, docs, monkeypatch)
     kept = staged(kb)
     monkeypatch.setattr(cli, "_knowledge_base", lambda args: make_kb(tmp_path))  # the fake embedder
     options = ["--kb", "notes", "--path", str(tmp_path / "kb"), "-q"]
