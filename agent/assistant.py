@@ -67,10 +67,10 @@ AssistantInput = str | Mapping[str, Any]
 """A question, or ``{"question": ..., "history": [messages]}``."""
 
 
-PRIVATE_ENTITIES = (
-    *("PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "CRYPTO"),
-    *("US_SSN", "US_BANK_NUMBER", "US_PASSPORT", "US_DRIVER_LICENSE", "US_ITIN", "MEDICAL_LICENSE"),
-)
+def _personal_data() -> list[str]:
+    from slmkit.guards.pii import PERSONAL_DATA  # imported when a remote route is configured, not at start-up
+
+    return list(PERSONAL_DATA)
 
 
 class RemoteModelConfig(SlmkitConfig):
@@ -87,9 +87,10 @@ class RemoteModelConfig(SlmkitConfig):
     timeout_s: float = Field(default=60.0, gt=0)
     long_prompt_tokens: int | None = Field(default=1500, ge=1)
     """Prompts at least this long (estimated) go to the remote route; None: never for length."""
-    private_entities: list[str] = Field(default_factory=lambda: list(PRIVATE_ENTITIES))
-    """PII types that keep a request (question or retrieved passages) on the local route. Organisations and dates,
-    which every company document mentions, are not among them by default."""
+    private_entities: list[str] = Field(default_factory=_personal_data)
+    """PII types that keep a request (question or retrieved passages) on the local route; by default
+    ``slmkit.guards.pii.PERSONAL_DATA``, the list the router's own privacy rule uses. Organisations and dates, which
+    every company document mentions, are not among them."""
     escalate_below: float | Literal["auto"] | None = None
     """Cascade: the local SLM answers first, and an answer whose ``answer_score`` (its profile's decline rule;
     token ``min_prob`` for a model without one) is below this is asked again of the remote model, with that

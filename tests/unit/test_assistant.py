@@ -328,6 +328,15 @@ def test_default_router_with_a_remote_route_keeps_pii_local_and_sends_long_promp
     assert set(default_router(AssistantConfig()).policy.routes) == {"local"}  # type: ignore[attr-defined]
 
 
+def test_the_remote_route_keeps_the_same_personal_data_local_as_the_routers_privacy_rule():
+    from slmkit.guards.pii import PERSONAL_DATA
+
+    remote = AssistantConfig(remote={"base_url": "http://127.0.0.1:9/v1", "model": "big"}).remote
+    assert remote is not None
+    assert remote.private_entities == list(PERSONAL_DATA)
+    assert "STREET_ADDRESS" in remote.private_entities
+
+
 class Loadable(Scripted):
     """A scripted model that, like ChatLocalSLM, can be loaded ahead of use."""
 
